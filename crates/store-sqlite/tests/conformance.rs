@@ -1,0 +1,13 @@
+//! The shared event store conformance suite, each case on a fresh database file.
+
+use std::sync::Arc;
+
+use eventshop_core::EventStore;
+use store_sqlite::{SqliteEventStore, SqliteStoreOptions};
+
+async fn open() -> Option<Arc<dyn EventStore>> {
+    let store = SqliteEventStore::temporary(SqliteStoreOptions::default()).await.expect("a temporary store opens");
+    Some(Arc::new(store))
+}
+
+store_conformance::event_store_conformance!(open);
