@@ -11,11 +11,14 @@
 //! reference implementation used by the core's own tests.
 
 pub mod aggregate;
+pub mod bus;
 pub mod codec;
 pub mod command;
+pub mod consumer;
 pub mod envelope;
 pub mod memory;
 pub mod projection;
+pub mod settings;
 pub mod snapshot;
 pub mod store;
 pub mod subscription;

@@ -8,9 +8,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 
+use uuid::Uuid;
+
+use crate::consumer::{ConsumerStorage, DeadLetter};
 use crate::envelope::{EventId, Position, RecordedEvent, StreamId, Version};
 use crate::snapshot::Snapshot;
-use crate::store::{AppendResult, AppendSignal, EventStore, StoreError, StreamAppend, validate_appends};
+use crate::store::{
+    AppendResult, AppendSignal, EventStore, StoreError, StreamAppend, validate_appends, validate_handled_appends,
+};
 
 #[derive(Debug, Default)]
 pub struct InMemoryEventStore {
@@ -26,6 +31,10 @@ struct Inner {
     streams: HashMap<StreamId, Vec<usize>>,
     event_ids: std::collections::HashSet<EventId>,
     snapshots: HashMap<StreamId, Snapshot>,
+    /// (consumer, event id) of every event a consumer recorded as handled.
+    inbox: std::collections::HashSet<(String, EventId)>,
+    consumer_positions: HashMap<String, Position>,
+    dead_letters: Vec<DeadLetter>,
 }
 
 impl InMemoryEventStore {
@@ -36,20 +45,20 @@ impl InMemoryEventStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
 
-impl Inner {
-    fn version(&self, stream_id: &StreamId) -> Version {
-        self.streams.get(stream_id).map_or(0, |indexes| indexes.len() as Version)
-    }
-}
-
-#[async_trait]
-impl EventStore for InMemoryEventStore {
-    async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
-        validate_appends(&appends)?;
+    /// Appends validated `appends`, and records `handled` in the inbox, all or nothing.
+    fn append_checked(
+        &self,
+        appends: Vec<StreamAppend>,
+        handled: Option<(String, EventId)>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
         let mut inner = self.lock();
         // Check everything first so that a refused append writes nothing.
+        if let Some((consumer, event_id)) = &handled
+            && inner.inbox.contains(&(consumer.clone(), *event_id))
+        {
+            return Err(StoreError::AlreadyHandled { consumer: consumer.clone(), event_id: *event_id });
+        }
         let mut batch_ids = std::collections::HashSet::new();
         for append in &appends {
             if !append.expected.is_satisfied_by(inner.version(&append.stream_id)) {
@@ -63,6 +72,9 @@ impl EventStore for InMemoryEventStore {
                     return Err(StoreError::DuplicateEvent(event.event_id));
                 }
             }
+        }
+        if let Some(handled) = handled {
+            inner.inbox.insert(handled);
         }
         let recorded_at = Utc::now();
         let mut results = Vec::with_capacity(appends.len());
@@ -93,6 +105,30 @@ impl EventStore for InMemoryEventStore {
         drop(inner);
         self.signal.appended(head);
         Ok(results)
+    }
+}
+
+impl Inner {
+    fn version(&self, stream_id: &StreamId) -> Version {
+        self.streams.get(stream_id).map_or(0, |indexes| indexes.len() as Version)
+    }
+}
+
+#[async_trait]
+impl EventStore for InMemoryEventStore {
+    async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
+        validate_appends(&appends)?;
+        self.append_checked(appends, None)
+    }
+
+    async fn append_handled(
+        &self,
+        consumer: &str,
+        event_id: EventId,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        validate_handled_appends(&appends)?;
+        self.append_checked(appends, Some((consumer.to_owned(), event_id)))
     }
 
     async fn read_stream(
@@ -132,5 +168,68 @@ impl EventStore for InMemoryEventStore {
             inner.snapshots.insert(snapshot.stream_id.clone(), snapshot);
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl ConsumerStorage for InMemoryEventStore {
+    async fn consumer_position(&self, consumer: &str) -> Result<Position, StoreError> {
+        Ok(self.lock().consumer_positions.get(consumer).copied().unwrap_or(Position::START))
+    }
+
+    async fn save_consumer_position(&self, consumer: &str, position: Position) -> Result<(), StoreError> {
+        self.lock().consumer_positions.insert(consumer.to_owned(), position);
+        Ok(())
+    }
+
+    async fn park(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        self.lock().dead_letters.push(letter.clone());
+        Ok(())
+    }
+
+    async fn dead_letters(&self, consumer: Option<&str>, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let inner = self.lock();
+        let matching = inner.dead_letters.iter().filter(|letter| consumer.is_none_or(|name| letter.consumer == name));
+        Ok(matching.take(limit).cloned().collect())
+    }
+
+    async fn stream_dead_letters(&self, consumer: &str, stream_id: &StreamId) -> Result<Vec<DeadLetter>, StoreError> {
+        let inner = self.lock();
+        let mut letters: Vec<_> = inner
+            .dead_letters
+            .iter()
+            .filter(|letter| letter.consumer == consumer && letter.event.stream_id == *stream_id)
+            .cloned()
+            .collect();
+        letters.sort_by_key(|letter| letter.event.stream_version);
+        Ok(letters)
+    }
+
+    async fn blocked_streams(&self, consumer: &str) -> Result<Vec<StreamId>, StoreError> {
+        let inner = self.lock();
+        let mut streams: Vec<_> = inner
+            .dead_letters
+            .iter()
+            .filter(|letter| letter.consumer == consumer)
+            .map(|letter| letter.event.stream_id.clone())
+            .collect();
+        streams.sort();
+        streams.dedup();
+        Ok(streams)
+    }
+
+    async fn update_dead_letter(&self, id: Uuid, reason: &str, attempts: u32) -> Result<(), StoreError> {
+        if let Some(letter) = self.lock().dead_letters.iter_mut().find(|letter| letter.id == id) {
+            letter.reason = reason.to_owned();
+            letter.attempts = attempts;
+        }
+        Ok(())
+    }
+
+    async fn remove_dead_letter(&self, id: Uuid) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let before = inner.dead_letters.len();
+        inner.dead_letters.retain(|letter| letter.id != id);
+        Ok(inner.dead_letters.len() < before)
     }
 }

@@ -75,6 +75,9 @@ pub enum StoreError {
     /// The append itself is malformed (no events, a stream named twice).
     #[error("invalid append: {0}")]
     InvalidAppend(String),
+    /// The consumer has handled this event before: its effect is already recorded.
+    #[error("consumer {consumer} has already handled event {event_id}")]
+    AlreadyHandled { consumer: String, event_id: EventId },
     /// The backend failed; the append may or may not have happened.
     #[error("event store backend: {0}")]
     Backend(#[source] Box<dyn StdError + Send + Sync>),
@@ -119,6 +122,19 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// order of `appends`.
     async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError>;
 
+    /// Appends like [`append_many`](EventStore::append_many) and records, in the same
+    /// transaction, that `consumer` has handled the event `event_id`: the inbox that makes
+    /// a consumer's effect happen once however often the event is delivered. If the
+    /// consumer handled it before, nothing is written and the answer is
+    /// [`StoreError::AlreadyHandled`]. `appends` may be empty, to record a decision to do
+    /// nothing.
+    async fn append_handled(
+        &self,
+        consumer: &str,
+        event_id: EventId,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, StoreError>;
+
     /// The events of one stream with a version above `after_version`, in version order.
     async fn read_stream(&self, stream_id: &StreamId, after_version: Version)
     -> Result<Vec<RecordedEvent>, StoreError>;
@@ -146,6 +162,12 @@ pub fn validate_appends(appends: &[StreamAppend]) -> Result<(), StoreError> {
     if appends.is_empty() {
         return Err(StoreError::InvalidAppend("no streams to append to".into()));
     }
+    validate_handled_appends(appends)
+}
+
+/// The checks of [`validate_appends`] for [`EventStore::append_handled`], where no
+/// streams at all is allowed.
+pub fn validate_handled_appends(appends: &[StreamAppend]) -> Result<(), StoreError> {
     let mut seen = std::collections::HashSet::with_capacity(appends.len());
     for append in appends {
         if append.events.is_empty() {

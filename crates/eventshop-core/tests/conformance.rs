@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use eventshop_core::{EventStore, InMemoryEventStore};
+use eventshop_core::InMemoryEventStore;
 
-async fn open() -> Option<Arc<dyn EventStore>> {
+async fn open() -> Option<Arc<InMemoryEventStore>> {
     Some(Arc::new(InMemoryEventStore::new()))
 }
 

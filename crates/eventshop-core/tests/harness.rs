@@ -16,9 +16,12 @@ fn a_deposit_into_an_open_account_is_recorded() {
 
 #[test]
 fn an_overdraft_is_refused() {
-    AggregateTest::<Account>::given([AccountEvent::Opened { owner: "ada".into() }, AccountEvent::Deposited { amount: 10 }])
-        .when(AccountCommand::Withdraw { amount: 11 })
-        .then_expect_error(AccountError::InsufficientFunds);
+    AggregateTest::<Account>::given([
+        AccountEvent::Opened { owner: "ada".into() },
+        AccountEvent::Deposited { amount: 10 },
+    ])
+    .when(AccountCommand::Withdraw { amount: 11 })
+    .then_expect_error(AccountError::InsufficientFunds);
 }
 
 #[test]
@@ -48,7 +51,9 @@ impl Projection for Balances {
     }
 
     async fn handle(&self, tx: &mut Self::Tx, event: &RecordedEvent) -> Result<(), ProjectionError> {
-        let event = EventCodec::<AccountEvent>::new().decode(event).map_err(|error| ProjectionError::failed("balances", error))?;
+        let event = EventCodec::<AccountEvent>::new()
+            .decode(event)
+            .map_err(|error| ProjectionError::failed("balances", error))?;
         let balance = tx.state.entry(String::new()).or_default();
         match event {
             AccountEvent::Opened { .. } => {}
@@ -69,11 +74,14 @@ async fn a_projection_sums_what_it_is_given() {
     let account = StreamId::new("account", 1);
     let read_models = InMemoryReadModels::new();
     ProjectionTest::new()
-        .given(&account, [
-            AccountEvent::Opened { owner: "ada".into() },
-            AccountEvent::Deposited { amount: 50 },
-            AccountEvent::Withdrawn { amount: 20 },
-        ])
+        .given(
+            &account,
+            [
+                AccountEvent::Opened { owner: "ada".into() },
+                AccountEvent::Deposited { amount: 50 },
+                AccountEvent::Withdrawn { amount: 20 },
+            ],
+        )
         .await
         .when_projected(Balances, read_models.clone())
         .await;

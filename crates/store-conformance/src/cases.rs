@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use eventshop_core::consumer::{ConsumerStorage, DeadLetter};
 use eventshop_core::projection::{Projection, ProjectionError};
 use eventshop_core::snapshot::SnapshotPolicy;
 use eventshop_core::testing::{InMemoryReadModels, InMemoryTx};
@@ -511,4 +512,130 @@ pub async fn projection_rebuild_reproduces_the_read_model(store: Arc<dyn EventSt
     assert_eq!(rebuilt_to, head);
     assert!(progress.windows(2).all(|w| w[0] <= w[1]), "progress only moves forward");
     assert_eq!(read_models.state(), built, "a rebuild gives exactly the same read model");
+}
+
+pub async fn records_a_handled_event_once(store: Arc<dyn EventStore>) {
+    let source_event = Uuid::now_v7();
+    let effect =
+        || StreamAppend { stream_id: new_stream("effect"), expected: ExpectedVersion::Any, events: events("e", 2) };
+    let results = store.append_handled("inventory.reservations", source_event, vec![effect()]).await.expect("first");
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].version, 2);
+    let again = store.append_handled("inventory.reservations", source_event, vec![effect()]).await;
+    assert!(
+        matches!(&again, Err(StoreError::AlreadyHandled { consumer, event_id })
+            if consumer == "inventory.reservations" && *event_id == source_event),
+        "got {again:?}"
+    );
+    assert_eq!(read_everything(&*store).await.len(), 2, "the repeat wrote nothing");
+    // Another consumer of the same event is a different inbox entry; doing nothing is
+    // recorded too.
+    assert!(store.append_handled("shipping.shipments", source_event, vec![]).await.expect("empty").is_empty());
+    let nothing_again = store.append_handled("shipping.shipments", source_event, vec![]).await;
+    assert!(matches!(nothing_again, Err(StoreError::AlreadyHandled { .. })), "got {nothing_again:?}");
+}
+
+pub async fn a_refused_handled_append_records_nothing(store: Arc<dyn EventStore>) {
+    let source_event = Uuid::now_v7();
+    let stream = new_stream("stock");
+    store.append(&stream, ExpectedVersion::Any, events("restock", 1)).await.expect("append");
+    let stale = StreamAppend { stream_id: stream.clone(), expected: ExpectedVersion::Exact(5), events: events("r", 1) };
+    let refused = store.append_handled("inventory.reservations", source_event, vec![stale]).await;
+    assert!(matches!(refused, Err(StoreError::WrongExpectedVersion { .. })), "got {refused:?}");
+    // The event was not recorded as handled, so the consumer can decide again.
+    let fresh = StreamAppend { stream_id: stream.clone(), expected: ExpectedVersion::Exact(1), events: events("r", 1) };
+    store.append_handled("inventory.reservations", source_event, vec![fresh]).await.expect("the retry is accepted");
+    assert_eq!(store.read_stream(&stream, 0).await.expect("read").len(), 2);
+}
+
+pub async fn racing_deliveries_of_one_event_record_it_once(store: Arc<dyn EventStore>) {
+    let source_event = Uuid::now_v7();
+    let racers = (0..8).map(|racer| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let effect = StreamAppend {
+                stream_id: new_stream("effect"),
+                expected: ExpectedVersion::NoStream,
+                events: events(&format!("racer{racer}"), 1),
+            };
+            store.append_handled("notifications.orders", source_event, vec![effect]).await
+        })
+    });
+    let mut recorded = 0;
+    for result in futures::future::join_all(racers).await {
+        match result.expect("task") {
+            Ok(_) => recorded += 1,
+            Err(StoreError::AlreadyHandled { .. }) => {}
+            Err(other) => panic!("a repeated delivery must be told it was handled, got {other}"),
+        }
+    }
+    assert_eq!(recorded, 1, "one delivery has the effect");
+    assert_eq!(read_everything(&*store).await.len(), 1);
+}
+
+pub async fn keeps_consumer_positions(storage: Arc<dyn ConsumerStorage>) {
+    assert_eq!(storage.consumer_position("orders.payments").await.expect("position"), Position::START);
+    storage.save_consumer_position("orders.payments", Position(42)).await.expect("save");
+    storage.save_consumer_position("orders.stock", Position(7)).await.expect("save");
+    storage.save_consumer_position("orders.payments", Position(43)).await.expect("save");
+    assert_eq!(storage.consumer_position("orders.payments").await.expect("position"), Position(43));
+    assert_eq!(storage.consumer_position("orders.stock").await.expect("position"), Position(7));
+}
+
+fn dead_letter(consumer: &str, stream: &StreamId, version: u64, reason: &str) -> DeadLetter {
+    let new = event(&format!("{stream}@{version}"));
+    DeadLetter {
+        id: Uuid::now_v7(),
+        consumer: consumer.to_owned(),
+        event: RecordedEvent {
+            event_id: new.event_id,
+            stream_id: stream.clone(),
+            stream_version: version,
+            position: Position(version * 10),
+            event_type: new.event_type,
+            schema_version: new.schema_version,
+            recorded_at: chrono::Utc::now(),
+            correlation_id: new.metadata.correlation_id,
+            causation_id: new.metadata.causation_id,
+            acting_user: Some(Uuid::now_v7()),
+            payload: new.payload,
+        },
+        reason: reason.to_owned(),
+        attempts: if version == 1 { 5 } else { 0 },
+        parked_at: chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6),
+    }
+}
+
+pub async fn keeps_dead_letters_in_stream_order(storage: Arc<dyn ConsumerStorage>) {
+    let (blocked, other) = (new_stream("order"), new_stream("order"));
+    let first = dead_letter("inventory.reservations", &blocked, 1, "database unavailable");
+    let second = dead_letter("inventory.reservations", &blocked, 2, "waiting behind");
+    let elsewhere = dead_letter("inventory.reservations", &other, 4, "bad payload");
+    let foreign = dead_letter("shipping.shipments", &blocked, 1, "another consumer");
+    for letter in [&first, &second, &elsewhere, &foreign] {
+        storage.park(letter).await.expect("park");
+    }
+    let mine = storage.dead_letters(Some("inventory.reservations"), 100).await.expect("list");
+    assert_eq!(mine.len(), 3);
+    assert_eq!(mine[0], first, "every field is kept, oldest first");
+    assert_eq!(storage.dead_letters(None, 100).await.expect("all").len(), 4);
+    assert_eq!(storage.dead_letters(None, 2).await.expect("limited").len(), 2);
+
+    let of_stream = storage.stream_dead_letters("inventory.reservations", &blocked).await.expect("stream");
+    assert_eq!(of_stream.iter().map(|letter| letter.id).collect::<Vec<_>>(), [first.id, second.id]);
+    let mut blocked_streams = storage.blocked_streams("inventory.reservations").await.expect("blocked");
+    blocked_streams.sort();
+    let mut expected = vec![blocked.clone(), other.clone()];
+    expected.sort();
+    assert_eq!(blocked_streams, expected);
+
+    storage.update_dead_letter(first.id, "still unavailable", 6).await.expect("update");
+    let updated = storage.stream_dead_letters("inventory.reservations", &blocked).await.expect("stream");
+    assert_eq!((updated[0].reason.as_str(), updated[0].attempts), ("still unavailable", 6));
+
+    assert!(storage.remove_dead_letter(first.id).await.expect("remove"));
+    assert!(!storage.remove_dead_letter(first.id).await.expect("remove twice"), "nothing left to remove");
+    storage.remove_dead_letter(second.id).await.expect("remove");
+    assert_eq!(storage.blocked_streams("inventory.reservations").await.expect("blocked"), vec![other]);
+    assert_eq!(storage.blocked_streams("shipping.shipments").await.expect("blocked"), vec![blocked]);
 }

@@ -4,11 +4,13 @@
 //! reference cannot drift apart. A backend's test crate writes
 //!
 //! ```ignore
-//! async fn open() -> Option<Arc<dyn EventStore>> { /* a fresh, empty store, or None to skip */ }
+//! async fn open() -> Option<Arc<MyStore>> { /* a fresh, empty store, or None to skip */ }
 //! store_conformance::event_store_conformance!(open);
 //! ```
 //!
-//! and gets one `#[tokio::test]` per case. `open` returns `None` only when the backend's
+//! and gets one `#[tokio::test]` per case. `MyStore` implements both `EventStore` and
+//! `ConsumerStorage`: a service's database keeps its events, its inbox and its consumers'
+//! positions and dead letters. `open` returns `None` only when the backend's
 //! server is unreachable outside CI; it must print why.
 
 pub mod cases;
@@ -40,6 +42,13 @@ macro_rules! event_store_conformance {
             command_handler_retries_conflicts,
             snapshot_load_equals_full_replay,
             projection_rebuild_reproduces_the_read_model,
+            records_a_handled_event_once,
+            a_refused_handled_append_records_nothing,
+            racing_deliveries_of_one_event_record_it_once,
+        );
+        $crate::consumer_storage_cases!($open:
+            keeps_consumer_positions,
+            keeps_dead_letters_in_stream_order,
         );
     };
 }
@@ -52,7 +61,23 @@ macro_rules! conformance_cases {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let Some(store) = $open().await else { return };
+                let store: std::sync::Arc<dyn eventshop_core::EventStore> = store;
                 $crate::cases::$case(store).await;
+            }
+        )*
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! consumer_storage_cases {
+    ($open:path: $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let Some(store) = $open().await else { return };
+                let storage: std::sync::Arc<dyn eventshop_core::consumer::ConsumerStorage> = store;
+                $crate::cases::$case(storage).await;
             }
         )*
     };
