@@ -8,6 +8,10 @@
 //! writer that passed the check but lost the race for a version to a concurrent writer is
 //! stopped by the unique index on `(stream_id, stream_version)`; both refusals become
 //! [`StoreError::WrongExpectedVersion`], never a silent overwrite.
+//!
+//! An append that also records a consumer's handling of an event (the inbox) goes to
+//! `append_handled_events`, which writes the inbox row and then appends as
+//! `append_events` does, in the same statement.
 
 use chrono::Utc;
 use eventshop_core::envelope::EventId;
@@ -23,6 +27,9 @@ use crate::error::DataError;
 
 /// Raised by the append functions when a stream is not at the expected version.
 const WRONG_EXPECTED_VERSION: &str = "ES001";
+/// Raised by `append_handled_events` when the consumer has handled the event before.
+const ALREADY_HANDLED: &str = "ES003";
+const INBOX_PRIMARY_KEY: &str = "inbox_pkey";
 const STREAM_VERSION_UNIQUE: &str = "events_stream_version_unique";
 const EVENT_ID_UNIQUE: &str = "events_event_id_unique";
 
@@ -35,6 +42,15 @@ pub(crate) enum AppendStatement<'a> {
     Stream { append: &'a StreamAppend, expected: i64, events: EventColumns<'a> },
     /// Several streams: `append_events`.
     Streams { streams: StreamColumns<'a>, events: EventColumns<'a> },
+    /// Any number of streams, none included, and an inbox entry: `append_handled_events`.
+    Handled { handled: Handled<'a>, streams: StreamColumns<'a>, events: EventColumns<'a> },
+}
+
+/// The inbox entry of an append: `consumer` has handled the event `event_id`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Handled<'a> {
+    pub(crate) consumer: &'a str,
+    pub(crate) event_id: EventId,
 }
 
 impl<'a> AppendStatement<'a> {
@@ -61,6 +77,24 @@ impl<'a> AppendStatement<'a> {
         }
     }
 
+    /// `appends` must have passed
+    /// [`validate_handled_appends`](eventshop_core::store::validate_handled_appends).
+    pub(crate) fn handled(handled: Handled<'a>, appends: &'a [StreamAppend]) -> Result<Self, StoreError> {
+        Ok(AppendStatement::Handled {
+            handled,
+            streams: StreamColumns::new(appends)?,
+            events: EventColumns::new(appends.iter().flat_map(|append| &append.events))?,
+        })
+    }
+
+    /// The inbox entry the statement records, if any.
+    pub(crate) fn inbox_entry(&self) -> Option<Handled<'a>> {
+        match self {
+            AppendStatement::Handled { handled, .. } => Some(*handled),
+            _ => None,
+        }
+    }
+
     pub(crate) async fn execute(&self, pool: &PgPool) -> Result<PgRow, sqlx::Error> {
         let query = match self {
             AppendStatement::Event { append, event, expected, schema_version } => sqlx::query(
@@ -84,15 +118,19 @@ impl<'a> AppendStatement<'a> {
                 .bind(append.stream_id.as_str())
                 .bind(expected),
             ),
-            AppendStatement::Streams { streams, events } => events.bind(
-                sqlx::query(
-                    "SELECT versions_before, positions \
-                       FROM append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                )
-                .bind(&streams.stream_ids)
-                .bind(&streams.expected_versions)
-                .bind(&streams.event_stream_indexes)
-                .bind(&streams.event_offsets),
+            AppendStatement::Streams { streams, events } => events.bind(streams.bind(sqlx::query(
+                "SELECT versions_before, positions \
+                   FROM append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            ))),
+            AppendStatement::Handled { handled, streams, events } => events.bind(
+                streams.bind(
+                    sqlx::query(
+                        "SELECT versions_before, positions \
+                           FROM append_handled_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                    )
+                    .bind(handled.consumer)
+                    .bind(handled.event_id),
+                ),
             ),
         };
         query.bind(Utc::now()).fetch_one(pool).await
@@ -109,7 +147,7 @@ impl<'a> AppendStatement<'a> {
         match self {
             AppendStatement::Event { .. } => one_stream(1),
             AppendStatement::Stream { append, .. } => one_stream(append.events.len()),
-            AppendStatement::Streams { streams, .. } => streams.results(row),
+            AppendStatement::Streams { streams, .. } | AppendStatement::Handled { streams, .. } => streams.results(row),
         }
     }
 }
@@ -194,6 +232,15 @@ impl<'a> StreamColumns<'a> {
         Ok(columns)
     }
 
+    /// Binds the stream arrays, in the functions' parameter order.
+    fn bind<'q>(&'q self, query: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments> {
+        query
+            .bind(&self.stream_ids)
+            .bind(&self.expected_versions)
+            .bind(&self.event_stream_indexes)
+            .bind(&self.event_offsets)
+    }
+
     /// Each stream's new version (its version before plus its event count) and the
     /// position of its last event.
     fn results(&self, row: &PgRow) -> Result<Vec<AppendResult>, StoreError> {
@@ -256,15 +303,34 @@ pub(crate) enum AppendFailure {
         stream: usize,
     },
     DuplicateEvent(EventId),
+    /// The consumer had handled the event before.
+    AlreadyHandled {
+        consumer: String,
+        event_id: EventId,
+    },
     Backend(sqlx::Error),
 }
 
 impl AppendFailure {
-    pub(crate) fn classify(error: sqlx::Error, appends: &[StreamAppend]) -> Self {
+    /// `handled` is the inbox entry the failed statement was to record, if any.
+    pub(crate) fn classify(error: sqlx::Error, appends: &[StreamAppend], handled: Option<Handled<'_>>) -> Self {
         let Some(database_error) = error.as_database_error() else {
             return AppendFailure::Backend(error);
         };
         let detail = database_error.try_downcast_ref::<PgDatabaseError>().and_then(PgDatabaseError::detail);
+        // `append_handled_events` raises its own code when it finds the inbox row; the
+        // primary key would say the same if the row were ever inserted without that look.
+        let inbox_refused = database_error.code().as_deref() == Some(ALREADY_HANDLED)
+            || (database_error.kind() == ErrorKind::UniqueViolation
+                && database_error.constraint() == Some(INBOX_PRIMARY_KEY));
+        if inbox_refused {
+            return match handled {
+                Some(handled) => {
+                    AppendFailure::AlreadyHandled { consumer: handled.consumer.to_owned(), event_id: handled.event_id }
+                }
+                None => AppendFailure::Backend(error),
+            };
+        }
         if database_error.code().as_deref() == Some(WRONG_EXPECTED_VERSION) {
             // The functions put the stream id in DETAIL.
             let stream = appends.iter().position(|append| Some(append.stream_id.as_str()) == detail);
@@ -309,6 +375,7 @@ impl AppendFailure {
                 }
             }
             AppendFailure::DuplicateEvent(event_id) => StoreError::DuplicateEvent(event_id),
+            AppendFailure::AlreadyHandled { consumer, event_id } => StoreError::AlreadyHandled { consumer, event_id },
             AppendFailure::Backend(error) => StoreError::backend(error),
         }
     }

@@ -48,4 +48,10 @@ pub enum DataError {
         "append_events returned {versions} versions for {streams} streams and {positions} positions for {events} events"
     )]
     AppendResultShape { versions: usize, streams: usize, positions: usize, events: usize },
+    #[error("dead letter {id} holds an event that does not decode")]
+    DeadLetterEvent {
+        id: uuid::Uuid,
+        #[source]
+        source: serde_json::Error,
+    },
 }

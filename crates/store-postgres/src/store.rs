@@ -1,22 +1,24 @@
 //! [`PgEventStore`]: the core's [`EventStore`] on PostgreSQL, in one schema.
 //!
-//! Appending lives in the `append` module, reading the global order in
-//! [`crate::global_order`]; this module ties them to the trait and adds
-//! stream reads and snapshots.
+//! Appending (the inbox's handled appends included) lives in the `append` module, reading
+//! the global order in [`crate::global_order`], consumer positions and dead letters in
+//! `consumer_storage`; this module ties the first two to the trait and adds stream reads
+//! and snapshots.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use eventshop_core::store::{AppendSignal, validate_appends};
+use eventshop_core::store::{AppendSignal, validate_appends, validate_handled_appends};
 use eventshop_core::{
-    AppendResult, EventStore, Payload, Position, RecordedEvent, Snapshot, StoreError, StreamAppend, StreamId, Version,
+    AppendResult, EventId, EventStore, Payload, Position, RecordedEvent, Snapshot, StoreError, StreamAppend, StreamId,
+    Version,
 };
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 use tracing::instrument;
 
-use crate::append::{AppendFailure, AppendStatement};
+use crate::append::{AppendFailure, AppendStatement, Handled};
 use crate::connect::{PoolSettings, connect_schema};
 use crate::decode::{clamped, out_of_range, recorded_events, select_events, unsigned};
 use crate::global_order::{self, GapWait};
@@ -66,23 +68,25 @@ impl PgEventStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-}
 
-#[async_trait]
-impl EventStore for PgEventStore {
-    #[instrument(skip_all, fields(streams = appends.len()))]
-    async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
-        validate_appends(&appends)?;
-        let statement = AppendStatement::new(&appends)?;
+    /// Runs an append statement, again if it lost a version of a stream it appends to at
+    /// any version, and wakes this process's readers.
+    async fn run_append(
+        &self,
+        statement: &AppendStatement<'_>,
+        appends: &[StreamAppend],
+    ) -> Result<Vec<AppendResult>, StoreError> {
         let mut attempt = 1;
         let row = loop {
             let error = match statement.execute(&self.pool).await {
                 Ok(row) => break row,
                 Err(error) => error,
             };
-            let failure = AppendFailure::classify(error, &appends);
-            if !(failure.is_retryable(&appends) && attempt < ANY_VERSION_ATTEMPTS) {
-                return Err(failure.into_store_error(&appends));
+            // A failed statement rolled back whole, inbox row included: trying again is
+            // as safe for a handled append as for any other.
+            let failure = AppendFailure::classify(error, appends, statement.inbox_entry());
+            if !(failure.is_retryable(appends) && attempt < ANY_VERSION_ATTEMPTS) {
+                return Err(failure.into_store_error(appends));
             }
             tracing::debug!(
                 attempt,
@@ -95,6 +99,27 @@ impl EventStore for PgEventStore {
             self.signal.appended(head);
         }
         Ok(results)
+    }
+}
+
+#[async_trait]
+impl EventStore for PgEventStore {
+    #[instrument(skip_all, fields(streams = appends.len()))]
+    async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
+        validate_appends(&appends)?;
+        self.run_append(&AppendStatement::new(&appends)?, &appends).await
+    }
+
+    #[instrument(skip_all, fields(consumer, %event_id, streams = appends.len()))]
+    async fn append_handled(
+        &self,
+        consumer: &str,
+        event_id: EventId,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        validate_handled_appends(&appends)?;
+        let statement = AppendStatement::handled(Handled { consumer, event_id }, &appends)?;
+        self.run_append(&statement, &appends).await
     }
 
     #[instrument(skip_all, fields(stream_id = %stream_id, after_version))]

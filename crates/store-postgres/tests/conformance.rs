@@ -1,11 +1,12 @@
 //! The shared event store conformance suite, run against PostgreSQL: each case gets a
-//! fresh schema.
+//! fresh schema. The store is handed over as its own type, which is both the event store
+//! and the consumers' storage of the cases.
 
 use std::sync::Arc;
 
-use eventshop_core::EventStore;
+use store_postgres::PgEventStore;
 
-async fn open() -> Option<Arc<dyn EventStore>> {
+async fn open() -> Option<Arc<PgEventStore>> {
     let store = store_postgres::testing::fresh_store().await?;
     Some(Arc::new(store))
 }

@@ -4,6 +4,11 @@
 //! ids) and so leave holes for ever, and a reader tails the global order meanwhile,
 //! resuming each time after the last position it saw. It must see every committed event
 //! exactly once, in strictly increasing position order, each stream in version order.
+//!
+//! The second run mixes in the inbox's handled appends, whose transactions take their
+//! transaction id with the inbox row and may then wait on another delivery's row before
+//! taking any position: repeated and racing deliveries of shared source events, handled
+//! appends to several streams, empty ones, and refused ones that leave holes.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -19,6 +24,10 @@ use uuid::Uuid;
 const WRITERS: usize = 8;
 const APPENDS_PER_WRITER: usize = 120;
 const SHARED_STREAMS: usize = 3;
+/// Source events whose deliveries the writers share in the run with handled appends, so
+/// that deliveries repeat and race.
+const SOURCE_EVENTS: usize = 30;
+const CONSUMERS: u64 = 2;
 
 /// A small deterministic generator (xorshift64), so that a failing run can be repeated.
 struct Dice(u64);
@@ -37,17 +46,24 @@ impl Dice {
 struct Committed {
     events: Vec<EventId>,
     holes_made: usize,
+    /// (consumer, source event) of every handled append that committed.
+    handled: Vec<(String, EventId)>,
+    /// Handled appends refused because the delivery had been handled.
+    repeats: usize,
 }
 
-async fn write(store: PgEventStore, writer: usize, shared: Vec<StreamId>) -> Committed {
+/// Makes `APPENDS_PER_WRITER` appends of every kind; handled appends too, for the source
+/// events in `sources`, unless it is empty.
+async fn write(store: PgEventStore, writer: usize, shared: Vec<StreamId>, sources: Vec<EventId>) -> Committed {
     let mut dice = Dice(0x9E37_79B9_7F4A_7C15 ^ (writer as u64 + 1));
     let own = StreamId::new("own", Uuid::now_v7());
     let mut own_version = 0;
     let mut committed = Committed::default();
+    let kinds = if sources.is_empty() { 10 } else { 14 };
     for i in 0..APPENDS_PER_WRITER {
         let label = format!("{writer}.{i}");
         let shared_stream = &shared[dice.roll(SHARED_STREAMS as u64) as usize];
-        match dice.roll(10) {
+        match dice.roll(kinds) {
             // Single events and batches to the writer's own stream: these always succeed.
             0..=5 => {
                 let batch = events(&label, if i % 2 == 0 { 1 } else { 2 + dice.roll(5) as usize });
@@ -99,19 +115,78 @@ async fn write(store: PgEventStore, writer: usize, shared: Vec<StreamId>) -> Com
             }
             // A batch whose last event is already stored: it takes positions, then rolls
             // back. Always makes holes.
-            _ => {
+            9 => {
                 let Some(&stored) = committed.events.first() else { continue };
-                let mut batch = events(&label, 1 + dice.roll(3) as usize);
-                let mut duplicate: NewEvent = batch[0].clone();
-                duplicate.event_id = stored;
-                batch.push(duplicate);
+                let batch = with_duplicate(events(&label, 1 + dice.roll(3) as usize), stored);
                 let refused = store.append(&own, ExpectedVersion::after(own_version), batch).await;
+                assert!(matches!(refused, Err(StoreError::DuplicateEvent(id)) if id == stored), "got {refused:?}");
+                committed.holes_made += 1;
+            }
+            // A delivery of a shared source event, handled by appending to the writer's
+            // own stream, or to it and a shared one: the first delivery to one consumer
+            // commits, later and racing ones are told it was handled.
+            10..=12 => {
+                let source = sources[dice.roll(sources.len() as u64) as usize];
+                let consumer = format!("consumer{}", dice.roll(CONSUMERS));
+                let batch = events(&label, 1 + dice.roll(3) as usize);
+                let mut effect_ids = ids(&batch);
+                let mut appends = vec![StreamAppend {
+                    stream_id: own.clone(),
+                    expected: ExpectedVersion::after(own_version),
+                    events: batch,
+                }];
+                if dice.roll(3) == 0 {
+                    let theirs = events(&format!("{label}.shared"), 1);
+                    effect_ids.extend(ids(&theirs));
+                    appends.push(StreamAppend {
+                        stream_id: shared_stream.clone(),
+                        expected: ExpectedVersion::Any,
+                        events: theirs,
+                    });
+                }
+                match store.append_handled(&consumer, source, appends).await {
+                    Ok(results) => {
+                        own_version = results[0].version;
+                        committed.events.extend(effect_ids);
+                        committed.handled.push((consumer, source));
+                    }
+                    Err(StoreError::AlreadyHandled { .. }) => committed.repeats += 1,
+                    Err(other) => panic!("a handled append commits or was handled before, got {other}"),
+                }
+            }
+            // A decision to do nothing, or a handled append refused for a duplicate event
+            // id: it has taken its transaction id and its positions, then rolls back, inbox
+            // row and all. A fresh source event each, so that the refusal is the duplicate.
+            _ => {
+                let consumer = format!("consumer{}", dice.roll(CONSUMERS));
+                let source = Uuid::now_v7();
+                let stored = committed.events.first().copied();
+                let Some(stored) = stored.filter(|_| i % 2 == 1) else {
+                    store.append_handled(&consumer, source, vec![]).await.expect("nothing to append");
+                    committed.handled.push((consumer, source));
+                    continue;
+                };
+                let batch = with_duplicate(events(&label, 1 + dice.roll(3) as usize), stored);
+                let append = StreamAppend {
+                    stream_id: own.clone(),
+                    expected: ExpectedVersion::after(own_version),
+                    events: batch,
+                };
+                let refused = store.append_handled(&consumer, source, vec![append]).await;
                 assert!(matches!(refused, Err(StoreError::DuplicateEvent(id)) if id == stored), "got {refused:?}");
                 committed.holes_made += 1;
             }
         }
     }
     committed
+}
+
+/// `batch` with a copy of its first event, under the id of an event already stored, last.
+fn with_duplicate(mut batch: Vec<NewEvent>, stored: EventId) -> Vec<NewEvent> {
+    let mut duplicate = batch[0].clone();
+    duplicate.event_id = stored;
+    batch.push(duplicate);
+    batch
 }
 
 fn ids(events: &[NewEvent]) -> Vec<EventId> {
@@ -121,10 +196,35 @@ fn ids(events: &[NewEvent]) -> Vec<EventId> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tailing_reader_sees_every_committed_event_once_and_in_order() {
     let Some(store) = fresh_store().await else { return };
-    let shared: Vec<_> = (0..SHARED_STREAMS).map(|_| StreamId::new("shared", Uuid::now_v7())).collect();
+    tail_while_writing(store, 0).await;
+}
 
-    let writers: Vec<_> =
-        (0..WRITERS).map(|writer| tokio::spawn(write(store.clone(), writer, shared.clone()))).collect();
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tailing_reader_sees_every_committed_event_once_and_in_order_among_handled_appends() {
+    let Some(store) = fresh_store().await else { return };
+    let writers = tail_while_writing(store.clone(), SOURCE_EVENTS).await;
+
+    let handled: Vec<_> = writers.iter().flat_map(|writer| &writer.handled).collect();
+    let distinct: HashSet<_> = handled.iter().collect();
+    assert_eq!(distinct.len(), handled.len(), "no delivery is handled twice");
+    let repeats: usize = writers.iter().map(|writer| writer.repeats).sum();
+    assert!(repeats > 0, "deliveries were repeated");
+    let recorded: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM inbox").fetch_one(store.pool()).await.expect("count the inbox");
+    assert_eq!(recorded, handled.len() as i64, "the inbox holds the committed deliveries and nothing else");
+    eprintln!("{} deliveries handled, {repeats} repeats refused", handled.len());
+}
+
+/// Runs the writers, handled appends among their appends if there are `sources` source
+/// events, while a reader tails the global order; checks what the reader saw and returns
+/// what the writers committed.
+async fn tail_while_writing(store: PgEventStore, sources: usize) -> Vec<Committed> {
+    let shared: Vec<_> = (0..SHARED_STREAMS).map(|_| StreamId::new("shared", Uuid::now_v7())).collect();
+    let sources: Vec<EventId> = (0..sources).map(|_| Uuid::now_v7()).collect();
+
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| tokio::spawn(write(store.clone(), writer, shared.clone(), sources.clone())))
+        .collect();
 
     let (done_sender, mut done) = tokio::sync::watch::channel(false);
     let reader = {
@@ -151,13 +251,12 @@ async fn a_tailing_reader_sees_every_committed_event_once_and_in_order() {
         })
     };
 
-    let mut committed = HashSet::new();
-    let mut holes_made = 0;
+    let mut writers_committed = Vec::with_capacity(WRITERS);
     for writer in futures::future::join_all(writers).await {
-        let writer = writer.expect("writer");
-        committed.extend(writer.events);
-        holes_made += writer.holes_made;
+        writers_committed.push(writer.expect("writer"));
     }
+    let committed: HashSet<_> = writers_committed.iter().flat_map(|writer| writer.events.iter().copied()).collect();
+    let holes_made: usize = writers_committed.iter().map(|writer| writer.holes_made).sum();
     done_sender.send(true).expect("the reader is alive");
     let (seen, reads) =
         tokio::time::timeout(Duration::from_secs(120), reader).await.expect("the reader catches up").expect("reader");
@@ -185,4 +284,5 @@ async fn a_tailing_reader_sees_every_committed_event_once_and_in_order() {
         seen.len(),
         head - seen.len() as u64
     );
+    writers_committed
 }

@@ -44,6 +44,13 @@ pub enum SqliteStoreError {
     /// Any other value the schema rules out, e.g. a negative version.
     #[error("the database holds an impossible value: {0}")]
     Corrupt(String),
+    /// A dead letter's event could not be written as JSON.
+    #[error("the dead letter {id} cannot be written as JSON")]
+    EncodeDeadLetter {
+        id: uuid::Uuid,
+        #[source]
+        source: serde_json::Error,
+    },
     /// A version or position beyond SQLite's 64-bit signed integers.
     #[error("{0} does not fit in SQLite's 64-bit integers")]
     OutOfRange(String),

@@ -1,8 +1,10 @@
 //! The embedded eventshop event store: one SQLite database file per service.
 //!
 //! [`SqliteEventStore`] implements [`eventshop_core::EventStore`] and
-//! [`SqliteReadModels`] implements [`eventshop_core::ReadModelStore`] on the same file, so a
-//! projection living in the same service commits its tables and checkpoint together.
+//! [`eventshop_core::consumer::ConsumerStorage`], and [`SqliteReadModels`] implements
+//! [`eventshop_core::ReadModelStore`] on the same file, so a projection living in the same
+//! service commits its tables and checkpoint together, and a consumer records the event it
+//! handled in the same transaction as the events its handling appended (the inbox).
 //!
 //! The shape follows from SQLite having one writer at a time:
 //! - one writer connection, owned for appends by a task that commits whatever appends have
@@ -15,6 +17,7 @@
 //! Durability is chosen in [`SqliteStoreOptions`]: `synchronous = FULL` by default, so an
 //! acknowledged append survives even an operating system crash.
 
+mod consumers;
 mod error;
 mod options;
 mod read_models;

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use eventshop_core::store::{AppendSignal, validate_appends};
+use eventshop_core::store::{AppendSignal, validate_appends, validate_handled_appends};
 use eventshop_core::{
-    AppendResult, EventStore, Payload, Position, RecordedEvent, Snapshot, StoreError, StreamAppend, StreamId, Version,
+    AppendResult, EventId, EventStore, Payload, Position, RecordedEvent, Snapshot, StoreError, StreamAppend, StreamId,
+    Version,
 };
 use sqlx::SqlitePool;
 use sqlx::migrate::Migrator;
@@ -26,9 +27,10 @@ use crate::error::{SqliteStoreError, database};
 use crate::options::SqliteStoreOptions;
 use crate::read_models::SqliteReadModels;
 use crate::rows::{self, EVENT_COLUMNS, decode_event, to_sql_integer};
-use crate::writer::{Writer, WriterStats};
+use crate::writer::{Handled, Writer, WriterStats};
 
-/// The schema: events, snapshots and projection checkpoints, from `migrations/`.
+/// The schema: events, snapshots, projection checkpoints, and the consumers' inbox,
+/// positions and dead letters, from `migrations/`.
 static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// The embedded event store: one SQLite database file per service.
@@ -142,6 +144,17 @@ impl SqliteEventStore {
         self.writer.stats()
     }
 
+    /// The one-connection pool that non-append writes (snapshots, consumer positions, dead
+    /// letters) take the writer connection from.
+    pub(crate) fn writer_pool(&self) -> &SqlitePool {
+        &self.writer_pool
+    }
+
+    /// The read-only connections.
+    pub(crate) fn reader_pool(&self) -> &SqlitePool {
+        &self.reader_pool
+    }
+
     /// Closes the connections, waiting for the writer to finish the group it is writing.
     /// Appends after this fail with a backend error.
     pub async fn close(&self) {
@@ -150,23 +163,42 @@ impl SqliteEventStore {
     }
 }
 
+/// Refuses an event id named twice in one request. The unique index catches an id that is
+/// already stored, but a multi-row INSERT that collides with itself stores nothing, so
+/// the writer could not tell which id was meant.
+fn refuse_repeated_event_ids(appends: &[StreamAppend]) -> Result<(), StoreError> {
+    let mut event_ids = std::collections::HashSet::new();
+    for event in appends.iter().flat_map(|append| &append.events) {
+        if !event_ids.insert(event.event_id) {
+            return Err(StoreError::DuplicateEvent(event.event_id));
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl EventStore for SqliteEventStore {
     #[tracing::instrument(skip_all, fields(streams = appends.len()))]
     async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
         validate_appends(&appends)?;
-        // An id twice in one request is refused here; the unique index catches an id that
-        // is already stored.
-        let mut event_ids = std::collections::HashSet::new();
-        for event in appends.iter().flat_map(|append| &append.events) {
-            if !event_ids.insert(event.event_id) {
-                return Err(StoreError::DuplicateEvent(event.event_id));
-            }
-        }
-        self.writer.append(appends).await
+        refuse_repeated_event_ids(&appends)?;
+        self.writer.append(appends, None).await
     }
 
-    #[tracing::instrument(skip_all, fields(stream_id = %stream_id, after_version))]
+    #[tracing::instrument(skip_all, fields(consumer = consumer, event_id = %event_id, streams = appends.len()))]
+    async fn append_handled(
+        &self,
+        consumer: &str,
+        event_id: EventId,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        validate_handled_appends(&appends)?;
+        refuse_repeated_event_ids(&appends)?;
+        let handled = Handled { consumer: consumer.to_owned(), event_id };
+        self.writer.append(appends, Some(handled)).await
+    }
+
+    #[tracing::instrument(skip_all, fields(stream_id = %stream_id, after_version = after_version))]
     async fn read_stream(
         &self,
         stream_id: &StreamId,
@@ -186,7 +218,7 @@ impl EventStore for SqliteEventStore {
         rows.iter().map(|row| decode_event(row).map_err(StoreError::from)).collect()
     }
 
-    #[tracing::instrument(skip_all, fields(after = after.0, limit))]
+    #[tracing::instrument(skip_all, fields(after = after.0, limit = limit))]
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         // Gap-safe without further ado: commits are serialised by the single writer and
         // positions are assigned inside its lock, so what a reader sees is always every

@@ -4,10 +4,13 @@
 //! costs an fsync. Appends therefore go through a queue to one task. Whatever has queued
 //! up while the previous commit was being fsynced is taken at once and written in one
 //! transaction, each append inside its own SAVEPOINT: an append that is refused (wrong
-//! expected version, duplicate event id) is rolled back alone and answered with its error,
-//! the others commit together and share one fsync. No timer is involved: under no load a
-//! group is a single append and commits at once; under load the groups grow by
-//! themselves.
+//! expected version, duplicate event id, an event its consumer has already handled) is
+//! rolled back alone and answered with its error, the others commit together and share
+//! one fsync. No timer is involved: under no load a group is a single append and commits
+//! at once; under load the groups grow by themselves.
+//!
+//! An `append_handled` is an append like any other that also inserts its consumer's inbox
+//! row inside its savepoint, so the row and the events commit or roll back together.
 //!
 //! The task borrows the writer connection from the one-connection writer pool for each
 //! group and gives it back after the commit, so that read-model transactions and
@@ -45,10 +48,19 @@ const QUEUE_CAPACITY: usize = 4096;
 
 type Reply = Result<Vec<AppendResult>, StoreError>;
 
-/// One `append_many` call waiting for the writer.
+/// One `append_many` or `append_handled` call waiting for the writer.
 struct AppendJob {
     appends: Vec<StreamAppend>,
+    /// What an `append_handled` records in the inbox with its appends.
+    handled: Option<Handled>,
     reply: oneshot::Sender<Reply>,
+}
+
+/// An inbox entry: `consumer` has handled the event `event_id`.
+#[derive(Debug)]
+pub(crate) struct Handled {
+    pub(crate) consumer: String,
+    pub(crate) event_id: EventId,
 }
 
 /// The handle through which the store hands appends to the writer task.
@@ -64,9 +76,9 @@ pub(crate) struct Writer {
 pub struct WriterStats {
     /// Transactions committed, each holding one or more appends.
     pub groups_committed: u64,
-    /// `append_many` calls committed.
+    /// `append_many` and `append_handled` calls committed.
     pub appends_committed: u64,
-    /// `append_many` calls handed to the writer and not yet answered.
+    /// `append_many` and `append_handled` calls handed to the writer and not yet answered.
     pub appends_waiting: u64,
 }
 
@@ -95,12 +107,14 @@ impl Writer {
         }
     }
 
-    /// Appends through the writer task and waits for the commit.
-    pub(crate) async fn append(&self, appends: Vec<StreamAppend>) -> Reply {
+    /// Appends through the writer task, recording `handled` in the inbox with the events
+    /// when given, and waits for the commit.
+    pub(crate) async fn append(&self, appends: Vec<StreamAppend>, handled: Option<Handled>) -> Reply {
         let (reply, answer) = oneshot::channel();
         self.counters.appends_waiting.fetch_add(1, Ordering::Relaxed);
         let _answered = Answered(&self.counters);
-        self.jobs.send(AppendJob { appends, reply }).await.map_err(|_| SqliteStoreError::WriterStopped)?;
+        let job = AppendJob { appends, handled, reply };
+        self.jobs.send(job).await.map_err(|_| SqliteStoreError::WriterStopped)?;
         answer.await.map_err(|_| SqliteStoreError::WriterStopped)?
     }
 }
@@ -164,7 +178,7 @@ async fn commit_group(pool: &SqlitePool, group: &[AppendJob]) -> Result<Vec<Repl
     // Alone, an append needs no savepoint: if it is refused, the transaction is rolled
     // back. This spares two statements on every append made without contention.
     if let [job] = group {
-        let reply = append_streams(&mut transaction, &job.appends, recorded_at).await;
+        let reply = write_job(&mut transaction, job, recorded_at).await;
         if reply.is_ok() {
             transaction.commit().await?;
         } else if let Err(error) = transaction.rollback().await {
@@ -178,7 +192,7 @@ async fn commit_group(pool: &SqlitePool, group: &[AppendJob]) -> Result<Vec<Repl
     let mut replies = Vec::with_capacity(group.len());
     for job in group {
         sqlx::query("SAVEPOINT append").execute(&mut *transaction).await?;
-        let reply = append_streams(&mut transaction, &job.appends, recorded_at).await;
+        let reply = write_job(&mut transaction, job, recorded_at).await;
         if reply.is_err() {
             // If SQLite rolled back the whole transaction on its own (disk full, I/O error),
             // the savepoint is gone and this fails, failing the group: nothing is committed,
@@ -193,7 +207,38 @@ async fn commit_group(pool: &SqlitePool, group: &[AppendJob]) -> Result<Vec<Repl
     Ok(replies)
 }
 
-/// One `append_many` call inside the group's transaction.
+/// One job inside the group's transaction: its inbox entry first, so that an event
+/// already handled is refused before anything else is looked at, then its appends.
+async fn write_job(connection: &mut SqliteConnection, job: &AppendJob, recorded_at: DateTime<Utc>) -> Reply {
+    if let Some(handled) = &job.handled {
+        record_handled(connection, handled, recorded_at).await?;
+    }
+    append_streams(connection, &job.appends, recorded_at).await
+}
+
+/// Inserts the inbox row; an existing row means the consumer has handled the event.
+/// Only the statement is refused: the caller rolls back to the job's savepoint.
+async fn record_handled(
+    connection: &mut SqliteConnection,
+    handled: &Handled,
+    recorded_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let inserted = sqlx::query("INSERT INTO inbox (consumer, event_id, handled_at) VALUES (?, ?, ?)")
+        .bind(handled.consumer.as_str())
+        .bind(uuid_text(handled.event_id))
+        .bind(rows::timestamp(recorded_at))
+        .execute(connection)
+        .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(error) if error.as_database_error().is_some_and(|error| error.kind() == ErrorKind::UniqueViolation) => {
+            Err(StoreError::AlreadyHandled { consumer: handled.consumer.clone(), event_id: handled.event_id })
+        }
+        Err(error) => Err(database(error)),
+    }
+}
+
+/// The appends of one job inside the group's transaction.
 async fn append_streams(
     connection: &mut SqliteConnection,
     appends: &[StreamAppend],

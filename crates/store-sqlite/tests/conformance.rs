@@ -2,10 +2,9 @@
 
 use std::sync::Arc;
 
-use eventshop_core::EventStore;
 use store_sqlite::{SqliteEventStore, SqliteStoreOptions};
 
-async fn open() -> Option<Arc<dyn EventStore>> {
+async fn open() -> Option<Arc<SqliteEventStore>> {
     let store = SqliteEventStore::temporary(SqliteStoreOptions::default()).await.expect("a temporary store opens");
     Some(Arc::new(store))
 }
