@@ -1,0 +1,1 @@
+//! Live settings in a key-value bucket (being written).
