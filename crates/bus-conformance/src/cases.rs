@@ -242,6 +242,9 @@ impl Recorder {
 #[async_trait]
 impl EventHandler for Recorder {
     async fn handle(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
+        if event.event_type == "Explosive" {
+            panic!("the handler blew up on {}", event.event_id);
+        }
         if event.event_type == "Garbled" {
             return Err(HandlerError::permanent(format!("cannot decode {}: unknown type", event.event_id)));
         }
@@ -499,6 +502,28 @@ pub async fn an_undecodable_event_is_dead_lettered_and_the_rest_flows(bus: TestB
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].attempts, 1, "a permanent failure is not retried");
     assert!(letters[0].reason.contains("cannot decode"), "reason: {}", letters[0].reason);
+    consumer.stop().await;
+}
+
+pub async fn a_panicking_handler_dead_letters_the_event_and_goes_on(bus: TestBus) {
+    let (source_name, source_store, _publishing) = source(&bus).await;
+    let (stream, other) = (StreamId::new("order", Uuid::now_v7()), StreamId::new("order", Uuid::now_v7()));
+    source_store.append(&stream, ExpectedVersion::Any, vec![noted("Explosive", "boom")]).await.expect("append");
+    source_store.append(&other, ExpectedVersion::Any, vec![noted("Noted", "calm")]).await.expect("append");
+    let recorder = Arc::new(Recorder::default());
+    let storage = Arc::new(InMemoryEventStore::new());
+    let definition = ConsumerDefinition::new(unique("panicky"), &source_name, &[]).with_retry(quick_retries());
+    let consumer = bus.second.consume(definition.clone(), recorder.clone(), storage.clone()).await.expect("consume");
+    eventually("the other stream flows", async || recorder.labels() == ["calm"]).await;
+    let mut letters = Vec::new();
+    eventually("the panic is a dead letter", async || {
+        letters = storage.dead_letters(Some(&definition.name), 10).await.expect("list");
+        !letters.is_empty()
+    })
+    .await;
+    assert!(letters[0].reason.contains("panicked"), "reason: {}", letters[0].reason);
+    source_store.append(&other, ExpectedVersion::Any, vec![noted("Noted", "still")]).await.expect("append");
+    eventually("the consumer is still alive", async || recorder.labels() == ["calm", "still"]).await;
     consumer.stop().await;
 }
 

@@ -44,6 +44,7 @@ macro_rules! bus_conformance {
             a_failing_handler_is_retried,
             dead_letters_block_their_stream_only,
             an_undecodable_event_is_dead_lettered_and_the_rest_flows,
+            a_panicking_handler_dead_letters_the_event_and_goes_on,
             a_dead_letter_can_be_discarded,
         );
     };

@@ -52,9 +52,10 @@ impl Namespace {
         format!("{}.events.{service}.{}.{event_type}", self.0, partition(stream_id))
     }
 
-    /// The subjects of one partition of `service`'s events.
+    /// The subjects of one partition of `service`'s events (`>`: an event type may
+    /// contain dots).
     pub fn partition_subjects(&self, service: &str, partition: u32) -> String {
-        format!("{}.events.{service}.{partition}.*", self.0)
+        format!("{}.events.{service}.{partition}.>", self.0)
     }
 
     /// The durable JetStream consumer of `consumer` on one partition.

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
+use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -217,7 +218,7 @@ impl EventConsumer {
         let mut attempt = 0;
         let failure = loop {
             attempt += 1;
-            match self.handler.handle(event).await {
+            match handle_guarded(&*self.handler, event).await {
                 Ok(()) => return Ok(Delivery::Handled),
                 Err(error) if error.permanent || attempt >= retry.max_attempts => break error,
                 Err(error) => {
@@ -255,7 +256,7 @@ impl EventConsumer {
     pub async fn retry_stream(&mut self, stream_id: &StreamId) -> Result<RetryOutcome, StoreError> {
         let letters = self.storage.stream_dead_letters(&self.definition.name, stream_id).await?;
         for (handled, letter) in letters.iter().enumerate() {
-            if let Err(error) = self.handler.handle(&letter.event).await {
+            if let Err(error) = handle_guarded(&*self.handler, &letter.event).await {
                 self.storage.update_dead_letter(letter.id, &error.message, letter.attempts + 1).await?;
                 return Ok(RetryOutcome::StillBlocked { handled });
             }
@@ -272,6 +273,22 @@ impl EventConsumer {
             self.blocked.remove(stream_id);
         }
         Ok(removed)
+    }
+}
+
+/// Runs the handler, turning a panic into a permanent failure: the event is parked with
+/// the panic's message instead of taking the consumer down with it.
+async fn handle_guarded(handler: &dyn EventHandler, event: &RecordedEvent) -> Result<(), HandlerError> {
+    match std::panic::AssertUnwindSafe(handler.handle(event)).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_owned());
+            Err(HandlerError::permanent(format!("the handler panicked: {message}")))
+        }
     }
 }
 
