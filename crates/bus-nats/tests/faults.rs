@@ -189,3 +189,62 @@ async fn a_relay_restarted_between_appends_publishes_each_event_once() {
     consumer.stop().await;
     relay.stop().await;
 }
+
+/// Makes effects like the [`Reactor`] until its `hang_on`-th call, which never returns: an
+/// instance that froze or died in the middle of handling a message.
+#[derive(Debug)]
+struct FreezesMidway {
+    reactor: Arc<Reactor>,
+    calls: std::sync::atomic::AtomicUsize,
+    hang_on: usize,
+}
+
+#[async_trait::async_trait]
+impl eventshop_core::consumer::EventHandler for FreezesMidway {
+    async fn handle(
+        &self,
+        event: &eventshop_core::RecordedEvent,
+    ) -> Result<(), eventshop_core::consumer::HandlerError> {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == self.hang_on {
+            std::future::pending::<()>().await;
+        }
+        self.reactor.handle(event).await
+    }
+}
+
+/// (e) An instance dies in the middle of a batch: its handler hangs on a message and its
+/// connection goes away without acknowledging it. Another instance takes the message over
+/// once the broker's ack wait runs out, and every event still has its effect once, in order
+/// per stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_killed_mid_batch_hands_its_message_to_another_instance() {
+    let Some(server) = NatsServer::start().await else { return };
+    let scenario = Scenario::new(&server).await;
+    let relay = scenario.relay().await;
+
+    let doomed_client = async_nats::connect(server.url()).await.expect("connect");
+    let doomed_bus = NatsBus::from_client(doomed_client.clone(), scenario.bus.namespace().clone());
+    let freezing = Arc::new(FreezesMidway {
+        reactor: scenario.reactor.clone(),
+        calls: std::sync::atomic::AtomicUsize::new(0),
+        hang_on: 11,
+    });
+    let doomed = doomed_bus
+        .consume(scenario.definition.clone(), freezing.clone(), scenario.own_store.clone())
+        .await
+        .expect("consume");
+    let appending = scenario.append_slowly(60);
+    eventually("the doomed instance freezes", LIVENESS, async || {
+        freezing.calls.load(std::sync::atomic::Ordering::SeqCst) >= 11
+    })
+    .await;
+    // The instance dies: its connection closes with the message unacknowledged.
+    doomed_client.drain().await.expect("close the doomed connection");
+    let survivor = scenario.consume().await;
+    appending.await.expect("appends");
+    scenario.wait_for_effects(60).await;
+    scenario.assert_complete(60).await;
+    survivor.stop().await;
+    relay.stop().await;
+    drop(doomed);
+}
