@@ -210,8 +210,12 @@ impl EventConsumer {
             return Ok(Delivery::Ignored);
         }
         if self.blocked.contains(&event.stream_id) {
-            let reason = "waiting behind an earlier dead letter of its stream".to_owned();
-            self.park(event, reason, 0).await?;
+            // A redelivery (after a crash, say) of an event already parked stays parked once.
+            let parked = self.storage.stream_dead_letters(&self.definition.name, &event.stream_id).await?;
+            if !parked.iter().any(|letter| letter.event.event_id == event.event_id) {
+                let reason = "waiting behind an earlier dead letter of its stream".to_owned();
+                self.park(event, reason, 0).await?;
+            }
             return Ok(Delivery::ParkedBehind);
         }
         let retry = self.definition.retry;
@@ -371,6 +375,45 @@ pub enum ConsumerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::InMemoryEventStore;
+    use crate::envelope::{Metadata, NewEvent, Payload};
+    use crate::store::{EventStore, ExpectedVersion};
+
+    #[derive(Debug)]
+    struct AlwaysFails;
+
+    #[async_trait]
+    impl EventHandler for AlwaysFails {
+        async fn handle(&self, _event: &RecordedEvent) -> Result<(), HandlerError> {
+            Err(HandlerError::permanent("no"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_dead_letter_is_parked_once() {
+        let source = InMemoryEventStore::new();
+        let stream = StreamId::new("order", 1);
+        let events = (0..2)
+            .map(|_| {
+                NewEvent::new("Noted", 1, Payload::from_value(&serde_json::json!({})), Metadata::new_transaction(None))
+            })
+            .collect();
+        source.append(&stream, ExpectedVersion::Any, events).await.expect("append");
+        let recorded = source.read_stream(&stream, 0).await.expect("read");
+        let storage = Arc::new(InMemoryEventStore::new());
+        let definition = ConsumerDefinition::new("test.failing", "source", &[]);
+        let mut consumer =
+            EventConsumer::start(definition.clone(), Arc::new(AlwaysFails), storage.clone()).await.expect("start");
+        assert_eq!(consumer.deliver(&recorded[0]).await.expect("deliver"), Delivery::DeadLettered);
+        assert_eq!(consumer.deliver(&recorded[1]).await.expect("deliver"), Delivery::ParkedBehind);
+        // A restart delivers both again.
+        let mut restarted =
+            EventConsumer::start(definition, Arc::new(AlwaysFails), storage.clone()).await.expect("start");
+        for event in &recorded {
+            assert_eq!(restarted.deliver(event).await.expect("deliver"), Delivery::ParkedBehind);
+        }
+        assert_eq!(storage.dead_letters(None, 10).await.expect("list").len(), 2, "each event parked once");
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
