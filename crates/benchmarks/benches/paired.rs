@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use benchmarks::baseline::RawBaseline;
 use benchmarks::harness::{UniqueNames, deposit_events, runtime, split_across_writers};
-use benchmarks::postgres::{BenchDatabase, RawEvents, raw_table_sql};
+use benchmarks::postgres::{BenchDatabase, RawEvents, checkpoint, raw_table_sql};
 use benchmarks::report::median;
 use eventshop_core::{EventStore, ExpectedVersion, StreamId};
 use futures::future::BoxFuture;
+use sqlx::PgPool;
 use store_postgres::PgEventStore;
 use store_sqlite::{SqliteEventStore, SqliteStoreOptions};
 
@@ -36,15 +37,15 @@ fn main() {
     println!("| backend | case | eventshop / raw, median of {rounds} pairs | lowest–highest | quartiles |");
     println!("|---|---|---:|---:|---:|");
     match rt.block_on(postgres()) {
-        Ok((store, raw)) => rt.block_on(run_cases("postgres", &store, &raw, rounds, block)),
+        Ok((store, raw, pool)) => rt.block_on(run_cases("postgres", &store, &raw, Some(&pool), rounds, block)),
         Err(reason) => eprintln!("skipping the PostgreSQL pairs: {reason}"),
     }
     let directory = tempfile::Builder::new().prefix("eventshop-paired-").tempdir().expect("a temporary directory");
     let (store, raw) = rt.block_on(sqlite(directory.path()));
-    rt.block_on(run_cases("sqlite", &store, &raw, rounds, block));
+    rt.block_on(run_cases("sqlite", &store, &raw, None, rounds, block));
 }
 
-async fn postgres() -> Result<(Arc<dyn EventStore>, Arc<dyn RawBaseline>), String> {
+async fn postgres() -> Result<(Arc<dyn EventStore>, Arc<dyn RawBaseline>, PgPool), String> {
     let database = BenchDatabase::connect().await?;
     let failed = |error: sqlx::Error| format!("setting up: {error}");
     database.drop_schemas("bench_paired_").await.map_err(failed)?;
@@ -55,7 +56,7 @@ async fn postgres() -> Result<(Arc<dyn EventStore>, Arc<dyn RawBaseline>), Strin
         .await
         .map_err(failed)?;
     let raw = RawEvents::new(database.pool_in("bench_paired_raw").await.map_err(failed)?, "raw_events");
-    Ok((Arc::new(store), Arc::new(raw)))
+    Ok((Arc::new(store), Arc::new(raw), database.admin))
 }
 
 async fn sqlite(directory: &std::path::Path) -> (Arc<dyn EventStore>, Arc<dyn RawBaseline>) {
@@ -66,15 +67,21 @@ async fn sqlite(directory: &std::path::Path) -> (Arc<dyn EventStore>, Arc<dyn Ra
     (Arc::new(store), Arc::new(raw))
 }
 
+/// Measures every case; `checkpoint_on` (PostgreSQL) is checkpointed before each, so no
+/// case starts while the writes of a previous one are still being flushed.
 async fn run_cases(
     backend: &str,
     store: &Arc<dyn EventStore>,
     raw: &Arc<dyn RawBaseline>,
+    checkpoint_on: Option<&PgPool>,
     rounds: usize,
     block: Duration,
 ) {
     let names = Arc::new(UniqueNames::new());
     for (size, writers) in CASES {
+        if let Some(pool) = checkpoint_on {
+            checkpoint(pool).await;
+        }
         let eventshop: Side = {
             let (store, names) = (store.clone(), names.clone());
             Arc::new(move |iterations| {

@@ -12,7 +12,7 @@ mod common;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use benchmarks::harness::{Scale, runtime};
-use benchmarks::postgres::BenchDatabase;
+use benchmarks::postgres::{BenchDatabase, checkpoint};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use futures::TryStreamExt;
 use sqlx::PgPool;
@@ -130,6 +130,7 @@ async fn set_up(scale: Scale) -> Result<PgPool, String> {
         .execute(&pool)
         .await
         .map_err(failed)?;
+    checkpoint(&pool).await;
     let widths: Vec<(String, f64)> = sqlx::query_as(
         "SELECT 'small', avg(octet_length(payload::text))::float8 FROM small_json
          UNION ALL

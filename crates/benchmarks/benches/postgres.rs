@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 
 use benchmarks::harness::{Scale, runtime};
-use benchmarks::postgres::{BenchDatabase, RAW_REBUILD_TABLES_SQL, RawEvents, raw_table_sql};
+use benchmarks::postgres::{BenchDatabase, RAW_REBUILD_TABLES_SQL, RawEvents, checkpoint, raw_table_sql};
 use benchmarks::projection::{POSTGRES_TABLE_SQL, PostgresEventLog};
 use common::{Analyze, Backend, Rebuild, seed};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -72,6 +72,7 @@ async fn set_up(scale: Scale) -> Result<Backend, String> {
                 // Each pool's search_path names its schema.
                 sqlx::raw_sql(analyze).execute(pool).await.expect("ANALYZE");
             }
+            checkpoint(&tables[0].0).await;
         })
     });
 

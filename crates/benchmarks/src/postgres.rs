@@ -78,6 +78,16 @@ impl BenchDatabase {
     }
 }
 
+/// Forces a checkpoint, so that the next bench does not share the disk with the writes
+/// of one that a seeding (or the bench before) set off: PostgreSQL spreads a checkpoint
+/// over minutes, and its writes slow every fsync meanwhile. Needs a superuser (or
+/// `pg_checkpoint`); without one it does nothing and says so.
+pub async fn checkpoint(pool: &PgPool) {
+    if let Err(error) = sqlx::raw_sql("CHECKPOINT").execute(pool).await {
+        eprintln!("CHECKPOINT refused ({error}); figures may include checkpoint writes");
+    }
+}
+
 async fn create_database_if_missing(options: &PgConnectOptions, database: &str) -> Result<(), String> {
     let unreachable = |error: sqlx::Error| format!("PostgreSQL is not reachable: {error}");
     let maintenance = options.clone().database("postgres");

@@ -49,9 +49,11 @@ pub struct Backend {
     pub raw_on_read_store: Arc<dyn RawBaseline>,
     /// `ProjectionRunner::rebuild` of the event-log projection over `read_store`.
     pub rebuild: Rebuild,
-    /// Refreshes the planner statistics of every table the suite touches. Run after each
-    /// seeding: the bench server has autovacuum off, and a plan made while a table was
-    /// empty would otherwise stay for the whole run.
+    /// Refreshes the planner statistics of every table the suite touches, and on
+    /// PostgreSQL checkpoints. Run before every benchmark: the bench server has autovacuum
+    /// off, so a plan made while a table was empty would otherwise stay for the whole run,
+    /// and a checkpoint set off by the previous benchmark's writes would slow this one's
+    /// fsyncs.
     pub analyze: Analyze,
 }
 
@@ -74,6 +76,15 @@ pub async fn seed(store: &dyn EventStore, events: usize) {
 }
 
 pub fn run_suite(c: &mut Criterion, rt: &Runtime, backend: &Backend, scale: Scale) {
+    // No table is analyzed while empty: PostgreSQL would then plan the store's
+    // stream-version lookup as a sequential scan of an empty table and keep that plan in
+    // every session until the next ANALYZE, making each append cost O(events).
+    rt.block_on(async {
+        seed(&*backend.store, 1000).await;
+        for stream in 0..10 {
+            backend.raw.append(&format!("raw-seed-{stream}"), 0, &deposit_events(100)).await.expect("seeding");
+        }
+    });
     append_one(c, rt, backend);
     append_batch(c, rt, backend);
     command(c, rt, backend, scale);
@@ -95,6 +106,7 @@ fn append_one(c: &mut Criterion, rt: &Runtime, backend: &Backend) {
     for writers in [1, 8] {
         let store = backend.store.clone();
         let stream_names = names.clone();
+        rt.block_on((backend.analyze)());
         group.bench_function(BenchmarkId::new("eventshop", writers_label(writers)), |b| {
             b.to_async(rt).iter_custom(|iterations| {
                 let (store, names) = (store.clone(), stream_names.clone());
@@ -109,6 +121,7 @@ fn append_one(c: &mut Criterion, rt: &Runtime, backend: &Backend) {
         });
         let raw = backend.raw.clone();
         let stream_names = names.clone();
+        rt.block_on((backend.analyze)());
         group.bench_function(BenchmarkId::new("raw", writers_label(writers)), |b| {
             b.to_async(rt).iter_custom(|iterations| {
                 let (raw, names) = (raw.clone(), stream_names.clone());
@@ -134,6 +147,7 @@ fn append_batch(c: &mut Criterion, rt: &Runtime, backend: &Backend) {
         let parameter = format!("{size} events, {}", writers_label(writers));
         let store = backend.store.clone();
         let stream_names = names.clone();
+        rt.block_on((backend.analyze)());
         group.bench_function(BenchmarkId::new("eventshop", &parameter), |b| {
             b.to_async(rt).iter_custom(|iterations| {
                 let (store, names) = (store.clone(), stream_names.clone());
@@ -148,6 +162,7 @@ fn append_batch(c: &mut Criterion, rt: &Runtime, backend: &Backend) {
         });
         let raw = backend.raw.clone();
         let stream_names = names.clone();
+        rt.block_on((backend.analyze)());
         group.bench_function(BenchmarkId::new("raw", &parameter), |b| {
             b.to_async(rt).iter_custom(|iterations| {
                 let (raw, names) = (raw.clone(), stream_names.clone());
@@ -198,6 +213,7 @@ fn command(c: &mut Criterion, rt: &Runtime, backend: &Backend, scale: Scale) {
         });
         rt.block_on((backend.analyze)());
         let rotation = Arc::new(Rotation { ids, next: AtomicUsize::new(0) });
+        rt.block_on((backend.analyze)());
         group.bench_function(BenchmarkId::new(label, "1 writer"), |b| {
             b.to_async(rt).iter_custom(|iterations| {
                 let (handler, rotation) = (handler.clone(), rotation.clone());
@@ -222,6 +238,7 @@ fn command(c: &mut Criterion, rt: &Runtime, backend: &Backend, scale: Scale) {
     });
     let versions: Arc<Vec<AtomicI64>> = Arc::new(streams.iter().map(|_| AtomicI64::new(history as i64)).collect());
     let rotation = Arc::new(Rotation { ids: streams, next: AtomicUsize::new(0) });
+    rt.block_on((backend.analyze)());
     group.bench_function(BenchmarkId::new("raw", "1 writer"), |b| {
         b.to_async(rt).iter_custom(|iterations| {
             let (raw, rotation, versions) = (raw.clone(), rotation.clone(), versions.clone());
@@ -270,6 +287,7 @@ fn load(c: &mut Criterion, rt: &Runtime, backend: &Backend, scale: Scale) {
         for (label, handler) in
             [("eventshop, snapshot every 100", &*with_snapshots), ("eventshop, no snapshot", &*replaying)]
         {
+            rt.block_on((backend.analyze)());
             group.bench_function(BenchmarkId::new(label, &parameter), |b| {
                 b.to_async(rt).iter(|| async move {
                     let loaded = handler.load(id).await.expect("load");
@@ -279,6 +297,7 @@ fn load(c: &mut Criterion, rt: &Runtime, backend: &Backend, scale: Scale) {
         }
         let stream = CommandHandler::<Account>::stream_id(id).to_string();
         let (stream, raw) = (stream.as_str(), &*backend.raw_on_store);
+        rt.block_on((backend.analyze)());
         group.bench_function(BenchmarkId::new("raw", &parameter), |b| {
             b.to_async(rt).iter(|| async move {
                 assert_eq!(raw.read_stream(stream, 0).await.expect("raw read"), history);
@@ -295,6 +314,7 @@ fn read_all(c: &mut Criterion, rt: &Runtime, backend: &Backend, scale: Scale) {
     group.sampling_mode(SamplingMode::Flat).throughput(Throughput::Elements(scale.read_all_events as u64));
     let parameter = format!("{} events", scale.read_all_events);
     let store = &*backend.read_store;
+    rt.block_on((backend.analyze)());
     group.bench_function(BenchmarkId::new("eventshop", &parameter), |b| {
         b.to_async(rt).iter(|| async move {
             let mut after = eventshop_core::Position::START;
@@ -309,6 +329,7 @@ fn read_all(c: &mut Criterion, rt: &Runtime, backend: &Backend, scale: Scale) {
         })
     });
     let raw = &*backend.raw_on_read_store;
+    rt.block_on((backend.analyze)());
     group.bench_function(BenchmarkId::new("raw", &parameter), |b| {
         b.to_async(rt).iter(|| async move {
             assert_eq!(raw.read_everything(PAGE as i64).await.expect("raw read"), scale.read_all_events);
@@ -324,12 +345,14 @@ fn rebuild(c: &mut Criterion, rt: &Runtime, backend: &Backend, scale: Scale) {
     group.sampling_mode(SamplingMode::Flat).throughput(Throughput::Elements(scale.read_all_events as u64));
     let parameter = format!("{} events", scale.read_all_events);
     let rebuild = &backend.rebuild;
+    rt.block_on((backend.analyze)());
     group.bench_function(BenchmarkId::new("eventshop", &parameter), |b| {
         b.to_async(rt).iter(|| async move {
             assert_eq!(rebuild().await, scale.read_all_events);
         })
     });
     let raw = &*backend.raw_on_read_store;
+    rt.block_on((backend.analyze)());
     group.bench_function(BenchmarkId::new("raw", &parameter), |b| {
         b.to_async(rt).iter(|| async move {
             assert_eq!(raw.rebuild(REBUILD_PAGE).await.expect("raw rebuild"), scale.read_all_events);
