@@ -56,6 +56,7 @@ use eventshop_core::consumer::{
     ConsumerControl, ConsumerDefinition, ConsumerHandle, ConsumerStorage, DeadLetter, Delivery, EventConsumer,
     EventHandler,
 };
+use eventshop_core::stop::StopSignal;
 use eventshop_core::{Payload, Position, RecordedEvent, StoreError, StreamId};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::{Mutex, mpsc, watch};
@@ -117,6 +118,7 @@ pub async fn start(
         positions: Positions::default(),
     });
     let (stop, stopped) = watch::channel(false);
+    let stopped = StopSignal::from(stopped);
     let (ready, readied) = watch::channel(false);
     let mut partitions = Vec::with_capacity(PARTITIONS as usize);
     let mut routes = Vec::with_capacity(PARTITIONS as usize);
@@ -159,7 +161,7 @@ async fn supervise(
     routes: Vec<mpsc::Sender<ConsumerControl>>,
     mut controls: mpsc::Receiver<ConsumerControl>,
     ready: watch::Sender<bool>,
-    mut stopped: watch::Receiver<bool>,
+    mut stopped: StopSignal,
 ) {
     let tasks: Vec<JoinHandle<()>> = partitions
         .into_iter()
@@ -173,7 +175,7 @@ async fn supervise(
     let mut prepared = false;
     loop {
         tokio::select! {
-            () = until_stopped(&mut stopped) => break,
+            () = stopped.stopped() => break,
             () = &mut prepare, if !prepared => {
                 prepared = true;
                 let _ = ready.send(true);
@@ -201,11 +203,11 @@ async fn supervise(
 
 impl Shared {
     /// Replays everything if the consumer's storage was reset, retrying until it can tell.
-    async fn prepare(&self, mut stopped: watch::Receiver<bool>) {
+    async fn prepare(&self, mut stopped: StopSignal) {
         let mut backoff = FIRST_BACKOFF;
         while let Err(error) = self.replay_if_reset().await {
             tracing::warn!(%error, retry_in = ?backoff, "cannot check the durable consumers");
-            if pause(&mut stopped, backoff).await {
+            if stopped.pause(backoff).await {
                 return;
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -296,7 +298,7 @@ struct Partition {
     number: u32,
     consumer: EventConsumer,
     controls: mpsc::Receiver<ConsumerControl>,
-    stopped: watch::Receiver<bool>,
+    stopped: StopSignal,
     ready: watch::Receiver<bool>,
 }
 
@@ -306,7 +308,7 @@ impl Partition {
             return;
         }
         let mut backoff = FIRST_BACKOFF;
-        'attach: while !stopping(&self.stopped) {
+        'attach: while !self.stopped.is_stopping() {
             let durable = match self.attach().await {
                 Ok(durable) => durable,
                 Err(error) => {
@@ -326,7 +328,7 @@ impl Partition {
                 while let Ok(control) = self.controls.try_recv() {
                     apply(control, &mut self.consumer).await;
                 }
-                if stopping(&self.stopped) {
+                if self.stopped.is_stopping() {
                     break 'attach;
                 }
                 let requested = Instant::now();
@@ -344,7 +346,7 @@ impl Partition {
                 loop {
                     let next = tokio::select! {
                         biased;
-                        () = until_stopped(&mut self.stopped) => {
+                        () = self.stopped.stopped() => {
                             drain(batch).await;
                             break 'attach;
                         }
@@ -369,7 +371,7 @@ impl Partition {
                         Some(Ok(message)) => {
                             backoff = FIRST_BACKOFF;
                             self.process(message).await;
-                            if stopping(&self.stopped) {
+                            if self.stopped.is_stopping() {
                                 drain(batch).await;
                                 break 'attach;
                             }
@@ -390,7 +392,7 @@ impl Partition {
         loop {
             tokio::select! {
                 biased;
-                () = until_stopped(&mut self.stopped) => return false,
+                () = self.stopped.stopped() => return false,
                 Some(control) = self.controls.recv() => apply(control, &mut self.consumer).await,
                 ready = async { self.ready.wait_for(|ready| *ready).await.is_ok() } => return ready,
             }
@@ -403,9 +405,9 @@ impl Partition {
         loop {
             tokio::select! {
                 biased;
-                () = until_stopped(&mut self.stopped) => return true,
+                () = self.stopped.stopped() => return true,
                 Some(control) = self.controls.recv() => apply(control, &mut self.consumer).await,
-                () = tokio::time::sleep_until(until) => return stopping(&self.stopped),
+                () = tokio::time::sleep_until(until) => return self.stopped.is_stopping(),
             }
         }
     }
@@ -468,7 +470,7 @@ impl Partition {
                 Err(error) => {
                     tracing::error!(%error, "consumer storage failed; retrying the event");
                     let mut stopped = self.stopped.clone();
-                    if pause(&mut stopped, FIRST_BACKOFF).await {
+                    if stopped.pause(FIRST_BACKOFF).await {
                         return None;
                     }
                 }
@@ -600,26 +602,4 @@ fn salvage(message: &jetstream::Message, sequence: u64, error: &serde_json::Erro
     };
     let reason = format!("cannot decode the event in {} (stream sequence {sequence}): {error}", message.subject);
     (event, reason)
-}
-
-/// True once the task is told to stop, or the consumer's handle is gone.
-fn stopping(stopped: &watch::Receiver<bool>) -> bool {
-    *stopped.borrow() || stopped.has_changed().is_err()
-}
-
-/// Sleeps for `duration`; true if told to stop meanwhile.
-async fn pause(stopped: &mut watch::Receiver<bool>, duration: Duration) -> bool {
-    tokio::select! {
-        () = until_stopped(stopped) => true,
-        () = tokio::time::sleep(duration) => stopping(stopped),
-    }
-}
-
-/// Resolves once told to stop, or the consumer's handle is gone.
-async fn until_stopped(stopped: &mut watch::Receiver<bool>) {
-    while !*stopped.borrow_and_update() {
-        if stopped.changed().await.is_err() {
-            return;
-        }
-    }
 }

@@ -37,6 +37,7 @@ use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::stream::{self, LastRawMessageErrorKind, StorageType};
 use async_trait::async_trait;
 use eventshop_core::bus::{BusError, Running, headers};
+use eventshop_core::stop::StopSignal;
 use eventshop_core::{EventStore, Position, RecordedEvent, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -90,6 +91,7 @@ pub async fn start(bus: &NatsBus, service: &str, store: Arc<dyn EventStore>) -> 
         store,
     };
     let (stop, stopped) = watch::channel(false);
+    let stopped = StopSignal::from(stopped);
     let span = tracing::info_span!("relay", service = %service, stream = %relay.namespace.event_stream(service));
     let task = tokio::spawn(relay.run(stopped).instrument(span));
     Ok(Box::new(RunningRelay { service: service.to_owned(), stop, task }))
@@ -152,19 +154,19 @@ impl fmt::Debug for Relay {
 }
 
 impl Relay {
-    async fn run(self, mut stopped: watch::Receiver<bool>) {
+    async fn run(self, mut stopped: StopSignal) {
         // The last position the broker acknowledged in order: what it surely held once.
         let mut acknowledged: Option<Position> = None;
         let mut backoff = FIRST_BACKOFF;
         loop {
-            if stopping(&stopped) {
+            if stopped.is_stopping() {
                 return;
             }
             let held = match self.broker_position().await {
                 Ok(held) => held,
                 Err(error) => {
                     tracing::warn!(%error, retry_in = ?backoff, "cannot read where the broker stands");
-                    if pause(&mut stopped, backoff).await {
+                    if stopped.pause(backoff).await {
                         return;
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -188,7 +190,7 @@ impl Relay {
                 Err(error) => error,
             };
             tracing::warn!(%error, retry_in = ?backoff, "relay interrupted");
-            if pause(&mut stopped, backoff).await {
+            if stopped.pause(backoff).await {
                 return;
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -202,13 +204,13 @@ impl Relay {
         from: Position,
         acknowledged: &mut Option<Position>,
         backoff: &mut Duration,
-        stopped: &mut watch::Receiver<bool>,
+        stopped: &mut StopSignal,
     ) -> Result<(), RelayError> {
         let mut read = from;
         let mut in_flight: VecDeque<(Position, PublishAckFuture)> = VecDeque::with_capacity(IN_FLIGHT);
         let mut next_check = Instant::now() + CHECK_EVERY;
         loop {
-            if stopping(stopped) {
+            if stopped.is_stopping() {
                 self.finish(in_flight, acknowledged).await;
                 return Ok(());
             }
@@ -231,7 +233,7 @@ impl Relay {
                 }
                 let wait = next_check.saturating_duration_since(Instant::now());
                 tokio::select! {
-                    () = until_stopped(stopped) => {}
+                    () = stopped.stopped() => {}
                     () = self.store.wait_for_events(read, wait) => {}
                 }
                 continue;
@@ -316,26 +318,4 @@ pub fn event_headers(event: &RecordedEvent) -> HeaderMap {
     map.insert(STREAM_ID_HEADER, event.stream_id.as_str());
     map.insert(STREAM_VERSION_HEADER, event.stream_version.to_string());
     map
-}
-
-/// True once the relay is told to stop, or its handle is gone.
-fn stopping(stopped: &watch::Receiver<bool>) -> bool {
-    *stopped.borrow() || stopped.has_changed().is_err()
-}
-
-/// Sleeps for `duration`; true if the relay was told to stop meanwhile.
-async fn pause(stopped: &mut watch::Receiver<bool>, duration: Duration) -> bool {
-    tokio::select! {
-        () = until_stopped(stopped) => true,
-        () = tokio::time::sleep(duration) => stopping(stopped),
-    }
-}
-
-/// Resolves once the relay is told to stop, or its handle is gone.
-async fn until_stopped(stopped: &mut watch::Receiver<bool>) {
-    while !*stopped.borrow_and_update() {
-        if stopped.changed().await.is_err() {
-            return;
-        }
-    }
 }

@@ -20,6 +20,7 @@ pub mod memory;
 pub mod projection;
 pub mod settings;
 pub mod snapshot;
+pub mod stop;
 pub mod store;
 pub mod subscription;
 pub mod testing;

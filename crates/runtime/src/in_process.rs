@@ -19,6 +19,7 @@ use eventshop_core::bus::{
 use eventshop_core::consumer::{
     ConsumerControl, ConsumerDefinition, ConsumerHandle, ConsumerStorage, EventConsumer, EventHandler,
 };
+use eventshop_core::stop::StopSignal;
 use eventshop_core::{CatchUpSubscription, EventStore};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
@@ -176,7 +177,7 @@ impl EventBus for InProcessBus {
         let subscription = CatchUpSubscription::new(source, position).with_poll_interval(POLL_INTERVAL);
         let (controls, control_receiver) = mpsc::channel(16);
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run_consumer(consumer, subscription, control_receiver, stopped));
+        let task = tokio::spawn(run_consumer(consumer, subscription, control_receiver, stopped.into()));
         Ok(ConsumerHandle::new(controls, stop, task))
     }
 }
@@ -194,13 +195,13 @@ async fn run_consumer(
     mut consumer: EventConsumer,
     mut subscription: CatchUpSubscription,
     mut controls: mpsc::Receiver<ConsumerControl>,
-    mut stopped: watch::Receiver<bool>,
+    mut stopped: StopSignal,
 ) {
     let name = consumer.definition().name.clone();
     loop {
         let batch = tokio::select! {
             biased;
-            () = until_stopped(&mut stopped) => return,
+            () = stopped.stopped() => return,
             Some(control) = controls.recv() => {
                 control.apply(&mut consumer).await;
                 continue;
@@ -221,7 +222,7 @@ async fn run_consumer(
             while let Err(error) = consumer.deliver(event).await {
                 tracing::error!(consumer = %name, %error, "consumer storage failed; retrying the event");
                 tokio::select! {
-                    () = until_stopped(&mut stopped) => return,
+                    () = stopped.stopped() => return,
                     () = tokio::time::sleep(POLL_INTERVAL) => {}
                 }
             }
@@ -231,15 +232,6 @@ async fn run_consumer(
         {
             // Harmless for correctness: the batch will be delivered again and deduplicated.
             tracing::warn!(consumer = %name, %error, "cannot save the consumer position");
-        }
-    }
-}
-
-/// Resolves once the consumer is told to stop.
-async fn until_stopped(stopped: &mut watch::Receiver<bool>) {
-    while !*stopped.borrow_and_update() {
-        if stopped.changed().await.is_err() {
-            return;
         }
     }
 }
