@@ -10,15 +10,12 @@ use std::time::Duration;
 use bus_nats::config::NatsSettings;
 use bus_nats::{Namespace, NatsBus};
 use eventshop_core::settings::Settings;
+use eventshop_core::testing::skip_unless_ci;
 use tokio::sync::watch;
 
 /// Long enough for any change to arrive, even after a server restart (a broken watch is
 /// noticed by its missed heartbeats, within about ten seconds); a liveness bound.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|ci| ci == "true")
-}
 
 fn fresh_namespace() -> Namespace {
     Namespace::new(format!("t{}", &uuid::Uuid::now_v7().simple().to_string()[16..])).expect("name")
@@ -27,13 +24,7 @@ fn fresh_namespace() -> Namespace {
 async fn connect(url: &str) -> Option<async_nats::Client> {
     match async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(3)).connect(url).await {
         Ok(client) => Some(client),
-        Err(error) => {
-            if in_ci() {
-                panic!("NATS is required in CI but not reachable at {url}: {error}");
-            }
-            eprintln!("skipping: NATS not reachable at {url}: {error}");
-            None
-        }
+        Err(error) => skip_unless_ci(format!("NATS not reachable at {url}: {error}")),
     }
 }
 
@@ -123,11 +114,7 @@ impl PrivateServer {
     async fn start() -> Option<Self> {
         let binary_found = std::process::Command::new("nats-server").arg("--version").output().is_ok();
         if !binary_found {
-            if in_ci() {
-                panic!("the restart test needs nats-server on PATH in CI");
-            }
-            eprintln!("skipping: no nats-server on PATH");
-            return None;
+            return skip_unless_ci("the restart test needs nats-server on PATH");
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
         let mut server = PrivateServer { port, store: tempfile::tempdir().expect("tempdir"), process: None };

@@ -32,13 +32,7 @@ async fn connect() -> Option<async_nats::Client> {
     let url = nats_url();
     match async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(3)).connect(&url).await {
         Ok(client) => Some(client),
-        Err(error) => {
-            if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-                panic!("NATS is required in CI but not reachable at {url}: {error}");
-            }
-            eprintln!("skipping: NATS not reachable at {url}: {error}");
-            None
-        }
+        Err(error) => eventshop_core::testing::skip_unless_ci(format!("NATS not reachable at {url}: {error}")),
     }
 }
 

@@ -194,3 +194,18 @@ impl<S: Clone + Default + Send + Sync + 'static> ReadModelStore for InMemoryRead
         Ok(())
     }
 }
+
+/// For tests that need an outside server (PostgreSQL, NATS) it cannot reach. In CI
+/// (`CI=true`) every such test must run, so this fails the test; elsewhere it prints why
+/// the test is skipped and returns, so that a plain `cargo test` passes on a machine without
+/// the server. The reason is written straight to stderr, past the test harness's output
+/// capture, so that it shows without `--nocapture`.
+#[track_caller]
+pub fn skip_unless_ci<T>(reason: impl std::fmt::Display) -> Option<T> {
+    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!("required in CI: {reason}");
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipping: {reason}");
+    None
+}

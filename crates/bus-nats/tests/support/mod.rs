@@ -21,11 +21,7 @@ use uuid::Uuid;
 
 /// Skips a test (None) when what it needs is missing, except in CI, where it fails.
 fn skip<T>(why: String) -> Option<T> {
-    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-        panic!("{why}");
-    }
-    eprintln!("skipping: {why}");
-    None
+    eventshop_core::testing::skip_unless_ci(why)
 }
 
 /// A namespace no other test run uses.
@@ -44,7 +40,7 @@ pub async fn shared_client() -> Option<async_nats::Client> {
     let url = std::env::var("EVENTSHOP_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
     match async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(3)).connect(&url).await {
         Ok(client) => Some(client),
-        Err(error) => skip(format!("NATS is required in CI but not reachable at {url}: {error}")),
+        Err(error) => skip(format!("NATS not reachable at {url}: {error}")),
     }
 }
 
