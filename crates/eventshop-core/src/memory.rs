@@ -59,7 +59,6 @@ impl InMemoryEventStore {
         {
             return Err(StoreError::AlreadyHandled { consumer: consumer.clone(), event_id: *event_id });
         }
-        let mut batch_ids = std::collections::HashSet::new();
         for append in &appends {
             if !append.expected.is_satisfied_by(inner.version(&append.stream_id)) {
                 return Err(StoreError::WrongExpectedVersion {
@@ -68,7 +67,7 @@ impl InMemoryEventStore {
                 });
             }
             for event in &append.events {
-                if inner.event_ids.contains(&event.event_id) || !batch_ids.insert(event.event_id) {
+                if inner.event_ids.contains(&event.event_id) {
                     return Err(StoreError::DuplicateEvent(event.event_id));
                 }
             }

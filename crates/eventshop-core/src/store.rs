@@ -157,7 +157,8 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError>;
 }
 
-/// Checks that every backend makes before writing: no empty appends, no stream twice.
+/// Checks that every backend makes before writing: no empty appends, no stream twice, no
+/// event id twice.
 pub fn validate_appends(appends: &[StreamAppend]) -> Result<(), StoreError> {
     if appends.is_empty() {
         return Err(StoreError::InvalidAppend("no streams to append to".into()));
@@ -175,6 +176,14 @@ pub fn validate_handled_appends(appends: &[StreamAppend]) -> Result<(), StoreErr
         }
         if !seen.insert(&append.stream_id) {
             return Err(StoreError::InvalidAppend(format!("stream {} named twice", append.stream_id)));
+        }
+    }
+    // A stored id is the database's to refuse; one named twice in the same request is
+    // refused here, since a multi-row insert colliding with itself cannot say which it was.
+    let mut event_ids = std::collections::HashSet::new();
+    for event in appends.iter().flat_map(|append| &append.events) {
+        if !event_ids.insert(event.event_id) {
+            return Err(StoreError::DuplicateEvent(event.event_id));
         }
     }
     Ok(())

@@ -179,6 +179,23 @@ pub async fn refuses_a_duplicate_event_id(store: Arc<dyn EventStore>) {
     let again = store.append(&new_stream("case"), ExpectedVersion::Any, vec![event("x"), original.clone()]).await;
     assert!(matches!(again, Err(StoreError::DuplicateEvent(id)) if id == original.event_id), "got {again:?}");
     assert_eq!(read_everything(&*store).await.len(), 1, "nothing of the refused append is written");
+    let twice_in_one = event("twice");
+    let repeated = store
+        .append_many(vec![
+            StreamAppend {
+                stream_id: new_stream("case"),
+                expected: ExpectedVersion::Any,
+                events: vec![twice_in_one.clone()],
+            },
+            StreamAppend {
+                stream_id: new_stream("case"),
+                expected: ExpectedVersion::Any,
+                events: vec![twice_in_one.clone()],
+            },
+        ])
+        .await;
+    assert!(matches!(repeated, Err(StoreError::DuplicateEvent(id)) if id == twice_in_one.event_id), "got {repeated:?}");
+    assert_eq!(read_everything(&*store).await.len(), 1, "an id named twice in one request writes nothing");
 }
 
 pub async fn reads_all_in_global_order_in_pages(store: Arc<dyn EventStore>) {

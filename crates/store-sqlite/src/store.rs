@@ -163,25 +163,11 @@ impl SqliteEventStore {
     }
 }
 
-/// Refuses an event id named twice in one request. The unique index catches an id that is
-/// already stored, but a multi-row INSERT that collides with itself stores nothing, so
-/// the writer could not tell which id was meant.
-fn refuse_repeated_event_ids(appends: &[StreamAppend]) -> Result<(), StoreError> {
-    let mut event_ids = std::collections::HashSet::new();
-    for event in appends.iter().flat_map(|append| &append.events) {
-        if !event_ids.insert(event.event_id) {
-            return Err(StoreError::DuplicateEvent(event.event_id));
-        }
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl EventStore for SqliteEventStore {
     #[tracing::instrument(skip_all, fields(streams = appends.len()))]
     async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
         validate_appends(&appends)?;
-        refuse_repeated_event_ids(&appends)?;
         self.writer.append(appends, None).await
     }
 
@@ -193,7 +179,6 @@ impl EventStore for SqliteEventStore {
         appends: Vec<StreamAppend>,
     ) -> Result<Vec<AppendResult>, StoreError> {
         validate_handled_appends(&appends)?;
-        refuse_repeated_event_ids(&appends)?;
         let handled = Handled { consumer: consumer.to_owned(), event_id };
         self.writer.append(appends, Some(handled)).await
     }
