@@ -341,6 +341,19 @@ fn decode_reply(message: &async_nats::Message) -> Reply {
 mod tests {
     use super::*;
 
+    /// A reply with no body and these headers, as an error reply arrives.
+    fn error_reply(headers: HeaderMap) -> async_nats::Message {
+        async_nats::Message {
+            subject: "inbox".into(),
+            reply: None,
+            payload: Bytes::new(),
+            headers: Some(headers),
+            status: None,
+            description: None,
+            length: 0,
+        }
+    }
+
     #[test]
     fn a_rejection_survives_the_service_error_header() {
         let rejection = Rejection::new(RejectionKind::Conflict, "line one\nline two: \"quoted\" Grüße")
@@ -350,15 +363,7 @@ mod tests {
         let header: HeaderValue = error.status.parse().expect("a valid header value");
         let mut headers = HeaderMap::new();
         headers.insert(NATS_SERVICE_ERROR, header);
-        let message = async_nats::Message {
-            subject: "inbox".into(),
-            reply: None,
-            payload: Bytes::new(),
-            headers: Some(headers),
-            status: None,
-            description: None,
-            length: 0,
-        };
+        let message = error_reply(headers);
         assert_eq!(decode_reply(&message), Err(rejection));
     }
 
@@ -367,15 +372,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(NATS_SERVICE_ERROR, "bad things");
         headers.insert(NATS_SERVICE_ERROR_CODE, "418");
-        let message = async_nats::Message {
-            subject: "inbox".into(),
-            reply: None,
-            payload: Bytes::new(),
-            headers: Some(headers),
-            status: None,
-            description: None,
-            length: 0,
-        };
+        let message = error_reply(headers);
         let rejection = decode_reply(&message).expect_err("an error reply");
         assert_eq!(rejection.kind, RejectionKind::Internal);
         assert_eq!(rejection.message, "bad things");
