@@ -1,11 +1,13 @@
-//! Hosting eventshop services.
-//!
-//! For now: [`InProcessBus`], the bus of the embedded deployment, where every service
-//! runs in one process and no broker is needed, and its live settings, read from the
-//! config file.
+//! Hosting eventshop services: what a service is given ([`ServiceContext`]), how it
+//! answers requests ([`OperationRouter`]) and keeps read models ([`LiveView`]); the
+//! in-process bus of the embedded deployment and its settings file.
 
 pub mod in_process;
+pub mod service;
 pub mod settings;
+pub mod view;
 
 pub use in_process::InProcessBus;
+pub use service::{OperationRouter, RunningService, ServiceContext, StartError, command_rejection, internal};
 pub use settings::load_settings_file;
+pub use view::{LiveView, View};

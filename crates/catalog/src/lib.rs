@@ -1,0 +1,1 @@
+//! The catalog service: products, prices and categories, and the listing shoppers browse.

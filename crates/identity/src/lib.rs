@@ -1,0 +1,1 @@
+//! The identity service: users, credentials, roles, addresses and refresh tokens.

@@ -1,0 +1,174 @@
+//! What a service is given to run, and how it answers requests.
+//!
+//! A service crate exposes one `start(ServiceContext)` function: it serves its operations
+//! on the bus through an [`OperationRouter`], starts its consumers and live views, and
+//! returns a [`RunningService`] that stops them all.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use eventshop_core::bus::{
+    Bus, MessageContext, Operation, Rejection, RejectionKind, Reply, Request, RequestHandler, Running,
+    ServiceDefinition, reply_body, request_body,
+};
+use eventshop_core::consumer::{ConsumerHandle, ConsumerStorage};
+use eventshop_core::settings::Settings;
+use eventshop_core::{CommandError, EventStore, StoreError};
+use futures::future::BoxFuture;
+
+/// Everything a service instance needs: its own store, the bus, its consumers' storage
+/// and the live settings. Which backends these are, it does not know.
+#[derive(Debug, Clone)]
+pub struct ServiceContext {
+    pub store: Arc<dyn EventStore>,
+    pub bus: Arc<dyn Bus>,
+    pub consumers: Arc<dyn ConsumerStorage>,
+    pub settings: Arc<dyn Settings>,
+}
+
+type BoxedHandler = Box<dyn Fn(Request) -> BoxFuture<'static, Reply> + Send + Sync>;
+
+/// A service's operations by name, each decoded to its typed request.
+#[derive(Default)]
+pub struct OperationRouter {
+    handlers: HashMap<&'static str, BoxedHandler>,
+}
+
+impl std::fmt::Debug for OperationRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperationRouter").field("operations", &self.operations()).finish()
+    }
+}
+
+impl OperationRouter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Answers operation `O` with `handler`, given the decoded request and its context.
+    pub fn route<O, F, Fut>(mut self, handler: F) -> Self
+    where
+        O: Operation + 'static,
+        F: Fn(O, MessageContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O::Reply, Rejection>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let boxed: BoxedHandler = Box::new(move |request: Request| {
+            let handler = handler.clone();
+            Box::pin(async move {
+                let operation: O = request_body(&request)?;
+                let reply = handler(operation, request.context).await?;
+                reply_body(&reply)
+            })
+        });
+        self.handlers.insert(O::NAME, boxed);
+        self
+    }
+
+    /// The operation names, sorted.
+    pub fn operations(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.handlers.keys().map(|name| (*name).to_owned()).collect();
+        names.sort();
+        names
+    }
+
+    /// Serves these operations on `bus` as `service`.
+    pub async fn serve(self, bus: &dyn Bus, service: &str, description: &str) -> Result<Box<dyn Running>, StartError> {
+        let definition = ServiceDefinition {
+            name: service.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            description: description.to_owned(),
+            operations: self.operations(),
+        };
+        Ok(bus.serve(definition, Arc::new(self)).await?)
+    }
+}
+
+#[async_trait]
+impl RequestHandler for OperationRouter {
+    async fn handle(&self, request: Request) -> Reply {
+        match self.handlers.get(request.operation.as_str()) {
+            Some(handler) => handler(request).await,
+            None => Err(Rejection::new(
+                RejectionKind::NotFound,
+                format!("{} has no operation {}", request.service, request.operation),
+            )),
+        }
+    }
+}
+
+/// A service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Bus(#[from] eventshop_core::bus::BusError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A started service: what it serves, consumes and keeps up to date, stopped together.
+#[derive(Debug, Default)]
+pub struct RunningService {
+    servers: Vec<Box<dyn Running>>,
+    consumers: Vec<ConsumerHandle>,
+    tasks: Vec<Box<dyn Running>>,
+}
+
+impl RunningService {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_server(mut self, server: Box<dyn Running>) -> Self {
+        self.servers.push(server);
+        self
+    }
+
+    pub fn with_consumer(mut self, consumer: ConsumerHandle) -> Self {
+        self.consumers.push(consumer);
+        self
+    }
+
+    pub fn with_task(mut self, task: Box<dyn Running>) -> Self {
+        self.tasks.push(task);
+        self
+    }
+
+    /// Stops taking requests, then lets consumers finish the event in hand, then stops
+    /// the background tasks.
+    pub async fn stop(self) {
+        for server in self.servers {
+            server.stop().await;
+        }
+        for consumer in self.consumers {
+            consumer.stop().await;
+        }
+        for task in self.tasks {
+            task.stop().await;
+        }
+    }
+}
+
+/// The rejection for a failed command: conflicts the handler could not resolve by
+/// retrying are 409; a store or codec failure is internal, with the cause logged once.
+pub fn command_rejection<E: std::error::Error + 'static>(
+    error: CommandError<E>,
+    domain: impl FnOnce(E) -> Rejection,
+) -> Rejection {
+    match error {
+        CommandError::Domain(error) => domain(error),
+        CommandError::Conflict { stream_id, attempts } => Rejection::new(
+            RejectionKind::Conflict,
+            format!("{stream_id} kept changing; gave up after {attempts} attempts"),
+        ),
+        other => internal(other),
+    }
+}
+
+/// An internal failure: logged here with its causes, opaque to the caller.
+pub fn internal(error: impl std::error::Error) -> Rejection {
+    tracing::error!(error = %error, cause = ?std::error::Error::source(&error), "request failed");
+    Rejection::new(RejectionKind::Internal, "internal error")
+}
