@@ -1,0 +1,469 @@
+//! The stock of one product, as an aggregate: restocks and the reservations that hold units
+//! for orders in progress.
+//!
+//! Pure decisions, no I/O. The reservation rules (reserve, release, commit) are here already
+//! although no operation calls them yet: the checkout saga will, through one multi-stream
+//! append over the stock streams of an order's lines.
+//!
+//! Every event carries the levels after it, and `apply` takes them from the event rather
+//! than computing them, so a reader of the events and the aggregate can never disagree.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use contracts::inventory::{InventoryEvent, StockLevels};
+use contracts::values::Quantity;
+use eventshop_core::{Aggregate, Version};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The most units a product may have on hand: far beyond any warehouse, far below any
+/// overflow of the sums the saga and the catalog make.
+pub const MAX_ON_HAND: u64 = 1_000_000_000;
+
+/// How many restocks, and how many settled reservations, a stock item remembers to answer a
+/// repeated command as the first time. A repeat arrives within seconds (a retried HTTP call,
+/// a redelivered event), not after a thousand other commands.
+pub const REMEMBERED_OUTCOMES: usize = 1_000;
+
+/// What can be done to a product's stock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StockCommand {
+    /// Adds units. Idempotent per `restock_id`.
+    Restock { product_id: Uuid, restock_id: Uuid, quantity: Quantity },
+    /// Holds units for an order. Idempotent per `order_id`.
+    Reserve { product_id: Uuid, order_id: Uuid, quantity: Quantity },
+    /// Gives an order's held units back. Idempotent.
+    Release { product_id: Uuid, order_id: Uuid },
+    /// Turns an order's held units into sold ones: they leave the shelf. Idempotent.
+    Commit { product_id: Uuid, order_id: Uuid },
+}
+
+/// Why a command on a product's stock was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StockError {
+    #[error("restocking {quantity} would put {would_be} units on hand, above the limit of {MAX_ON_HAND}")]
+    OnHandLimitExceeded { quantity: u64, would_be: u64 },
+    #[error("{requested} units requested but only {available} available")]
+    InsufficientStock { requested: u64, available: u64 },
+    #[error("order {order_id} holds no reservation of this product")]
+    NoReservation { order_id: Uuid },
+    #[error("the reservation of order {order_id} is already committed and cannot be released")]
+    AlreadyCommitted { order_id: Uuid },
+    #[error("the reservation of order {order_id} was released and cannot be committed")]
+    AlreadyReleased { order_id: Uuid },
+}
+
+/// How an order's reservation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Settlement {
+    Released,
+    Committed,
+}
+
+/// The levels a restock left, and the stream version after it: what a repeat answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestockOutcome {
+    pub levels: StockLevels,
+    pub version: Version,
+}
+
+/// The stock of one product (stream `stock-<product id>`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StockItem {
+    levels: StockLevels,
+    /// How many events this state has applied, which is the stream's version.
+    version: Version,
+    /// Units held per order in progress.
+    held: BTreeMap<Uuid, u64>,
+    /// Orders whose reservation ended, the most recent ones.
+    settled: Recent<Settlement>,
+    /// Restocks by id, the most recent ones.
+    restocks: Recent<RestockOutcome>,
+}
+
+impl StockItem {
+    pub fn levels(&self) -> StockLevels {
+        self.levels
+    }
+
+    /// What restock `restock_id` left, if it is one of the remembered ones.
+    pub fn restock_outcome(&self, restock_id: Uuid) -> Option<RestockOutcome> {
+        self.restocks.get(restock_id).copied()
+    }
+
+    /// The units order `order_id` holds, if any.
+    pub fn held_for(&self, order_id: Uuid) -> Option<u64> {
+        self.held.get(&order_id).copied()
+    }
+
+    fn restock(
+        &self,
+        product_id: Uuid,
+        restock_id: Uuid,
+        quantity: Quantity,
+    ) -> Result<Vec<InventoryEvent>, StockError> {
+        if self.restocks.contains(restock_id) {
+            return Ok(Vec::new());
+        }
+        let quantity = u64::from(quantity.get());
+        let on_hand = self.levels.on_hand + quantity;
+        if on_hand > MAX_ON_HAND {
+            return Err(StockError::OnHandLimitExceeded { quantity, would_be: on_hand });
+        }
+        let levels = StockLevels { on_hand, reserved: self.levels.reserved, available: on_hand - self.levels.reserved };
+        Ok(vec![InventoryEvent::StockAdded { product_id, restock_id, quantity, levels }])
+    }
+
+    fn reserve(&self, product_id: Uuid, order_id: Uuid, quantity: Quantity) -> Result<Vec<InventoryEvent>, StockError> {
+        if self.held.contains_key(&order_id) || self.settled.contains(order_id) {
+            return Ok(Vec::new());
+        }
+        let quantity = u64::from(quantity.get());
+        if quantity > self.levels.available {
+            return Err(StockError::InsufficientStock { requested: quantity, available: self.levels.available });
+        }
+        let reserved = self.levels.reserved + quantity;
+        let levels = StockLevels { on_hand: self.levels.on_hand, reserved, available: self.levels.on_hand - reserved };
+        Ok(vec![InventoryEvent::StockReserved { product_id, order_id, quantity, levels }])
+    }
+
+    fn release(&self, product_id: Uuid, order_id: Uuid) -> Result<Vec<InventoryEvent>, StockError> {
+        let Some(&quantity) = self.held.get(&order_id) else {
+            return match self.settled.get(order_id) {
+                Some(Settlement::Released) => Ok(Vec::new()),
+                Some(Settlement::Committed) => Err(StockError::AlreadyCommitted { order_id }),
+                None => Err(StockError::NoReservation { order_id }),
+            };
+        };
+        let reserved = self.levels.reserved - quantity;
+        let levels = StockLevels { on_hand: self.levels.on_hand, reserved, available: self.levels.on_hand - reserved };
+        Ok(vec![InventoryEvent::StockReleased { product_id, order_id, quantity, levels }])
+    }
+
+    fn commit(&self, product_id: Uuid, order_id: Uuid) -> Result<Vec<InventoryEvent>, StockError> {
+        let Some(&quantity) = self.held.get(&order_id) else {
+            return match self.settled.get(order_id) {
+                Some(Settlement::Committed) => Ok(Vec::new()),
+                Some(Settlement::Released) => Err(StockError::AlreadyReleased { order_id }),
+                None => Err(StockError::NoReservation { order_id }),
+            };
+        };
+        // Held units are part of both on hand and reserved, so both fall and available
+        // stays as it was.
+        let levels = StockLevels {
+            on_hand: self.levels.on_hand - quantity,
+            reserved: self.levels.reserved - quantity,
+            available: self.levels.available,
+        };
+        Ok(vec![InventoryEvent::StockCommitted { product_id, order_id, quantity, levels }])
+    }
+}
+
+impl Aggregate for StockItem {
+    const CATEGORY: &'static str = "stock";
+
+    type Command = StockCommand;
+    type Event = InventoryEvent;
+    type Error = StockError;
+
+    fn decide(&self, command: &StockCommand) -> Result<Vec<InventoryEvent>, StockError> {
+        match *command {
+            StockCommand::Restock { product_id, restock_id, quantity } => {
+                self.restock(product_id, restock_id, quantity)
+            }
+            StockCommand::Reserve { product_id, order_id, quantity } => self.reserve(product_id, order_id, quantity),
+            StockCommand::Release { product_id, order_id } => self.release(product_id, order_id),
+            StockCommand::Commit { product_id, order_id } => self.commit(product_id, order_id),
+        }
+    }
+
+    fn apply(mut self, event: &InventoryEvent) -> Self {
+        self.version += 1;
+        if let Some((_, levels)) = event.levels() {
+            self.levels = levels;
+        }
+        match *event {
+            InventoryEvent::StockAdded { restock_id, levels, .. } => {
+                self.restocks.insert(restock_id, RestockOutcome { levels, version: self.version });
+            }
+            InventoryEvent::StockReserved { order_id, quantity, .. } => {
+                self.held.insert(order_id, quantity);
+            }
+            InventoryEvent::StockReleased { order_id, .. } => {
+                self.held.remove(&order_id);
+                self.settled.insert(order_id, Settlement::Released);
+            }
+            InventoryEvent::StockCommitted { order_id, .. } => {
+                self.held.remove(&order_id);
+                self.settled.insert(order_id, Settlement::Committed);
+            }
+            // Neither is recorded on a product's stock stream; nothing to remember.
+            InventoryEvent::StockReservationFailed { .. } | InventoryEvent::LowStockDetected { .. } => {}
+        }
+        self
+    }
+}
+
+/// The last [`REMEMBERED_OUTCOMES`] values by id, oldest forgotten first. A linear search
+/// over a thousand ids costs less than keeping an index in step, and serializes as it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+struct Recent<V> {
+    entries: VecDeque<(Uuid, V)>,
+}
+
+impl<V> Default for Recent<V> {
+    fn default() -> Self {
+        Recent { entries: VecDeque::new() }
+    }
+}
+
+impl<V> Recent<V> {
+    fn get(&self, id: Uuid) -> Option<&V> {
+        self.entries.iter().rev().find(|(key, _)| *key == id).map(|(_, value)| value)
+    }
+
+    fn contains(&self, id: Uuid) -> bool {
+        self.get(id).is_some()
+    }
+
+    fn insert(&mut self, id: Uuid, value: V) {
+        self.entries.push_back((id, value));
+        while self.entries.len() > REMEMBERED_OUTCOMES {
+            self.entries.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use eventshop_core::testing::AggregateTest;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const PRODUCT: Uuid = Uuid::from_u128(0x5eed);
+    const ORDER: Uuid = Uuid::from_u128(0x0de5);
+
+    fn quantity(units: u32) -> Quantity {
+        Quantity::new(units).expect("a valid quantity")
+    }
+
+    fn levels(on_hand: u64, reserved: u64) -> StockLevels {
+        StockLevels { on_hand, reserved, available: on_hand - reserved }
+    }
+
+    fn added(restock: u128, quantity: u64, after: StockLevels) -> InventoryEvent {
+        InventoryEvent::StockAdded {
+            product_id: PRODUCT,
+            restock_id: Uuid::from_u128(restock),
+            quantity,
+            levels: after,
+        }
+    }
+
+    fn reserved(order_id: Uuid, quantity: u64, after: StockLevels) -> InventoryEvent {
+        InventoryEvent::StockReserved { product_id: PRODUCT, order_id, quantity, levels: after }
+    }
+
+    fn released(order_id: Uuid, quantity: u64, after: StockLevels) -> InventoryEvent {
+        InventoryEvent::StockReleased { product_id: PRODUCT, order_id, quantity, levels: after }
+    }
+
+    fn committed(order_id: Uuid, quantity: u64, after: StockLevels) -> InventoryEvent {
+        InventoryEvent::StockCommitted { product_id: PRODUCT, order_id, quantity, levels: after }
+    }
+
+    fn restock(restock: u128, units: u32) -> StockCommand {
+        StockCommand::Restock { product_id: PRODUCT, restock_id: Uuid::from_u128(restock), quantity: quantity(units) }
+    }
+
+    fn reserve(order_id: Uuid, units: u32) -> StockCommand {
+        StockCommand::Reserve { product_id: PRODUCT, order_id, quantity: quantity(units) }
+    }
+
+    #[test]
+    fn a_restock_adds_units_on_hand_and_available() {
+        AggregateTest::<StockItem>::given(vec![added(1, 10, levels(10, 0)), reserved(ORDER, 4, levels(10, 4))])
+            .when(restock(2, 5))
+            .then_expect_events(vec![added(2, 5, levels(15, 4))]);
+    }
+
+    #[test]
+    fn a_repeated_restock_adds_nothing_and_remembers_what_the_first_left() {
+        let state = AggregateTest::<StockItem>::given(vec![added(1, 10, levels(10, 0)), added(2, 3, levels(13, 0))]);
+        let state = state.when(restock(1, 10)).then_state();
+        assert_eq!(state.levels(), levels(13, 0), "the repeat changed the levels");
+        assert_eq!(
+            state.restock_outcome(Uuid::from_u128(1)),
+            Some(RestockOutcome { levels: levels(10, 0), version: 1 })
+        );
+        AggregateTest::<StockItem>::given(vec![added(1, 10, levels(10, 0))])
+            .when(restock(1, 10))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_restock_may_not_put_more_than_a_billion_units_on_hand() {
+        AggregateTest::<StockItem>::given(vec![added(1, 999_999_999, levels(999_999_999, 0))])
+            .when(restock(2, 2))
+            .then_expect_error(StockError::OnHandLimitExceeded { quantity: 2, would_be: 1_000_000_001 });
+        AggregateTest::<StockItem>::given(vec![added(1, 999_999_999, levels(999_999_999, 0))])
+            .when(restock(2, 1))
+            .then_expect_events(vec![added(2, 1, levels(MAX_ON_HAND, 0))]);
+    }
+
+    #[test]
+    fn a_restock_forgotten_after_a_thousand_others_counts_again() {
+        let history = (0..=REMEMBERED_OUTCOMES as u128).map(|restock| {
+            let on_hand = restock as u64 + 1;
+            added(restock, 1, levels(on_hand, 0))
+        });
+        let test = AggregateTest::<StockItem>::given(history);
+        let on_hand = REMEMBERED_OUTCOMES as u64 + 1;
+        test.when(restock(0, 1)).then_expect_events(vec![added(0, 1, levels(on_hand + 1, 0))]);
+    }
+
+    #[test]
+    fn a_reservation_holds_available_units() {
+        AggregateTest::<StockItem>::given(vec![added(1, 10, levels(10, 0))])
+            .when(reserve(ORDER, 10))
+            .then_expect_events(vec![reserved(ORDER, 10, levels(10, 10))]);
+    }
+
+    #[test]
+    fn a_reservation_beyond_what_is_available_is_refused() {
+        let other_order = Uuid::from_u128(7);
+        AggregateTest::<StockItem>::given(vec![added(1, 10, levels(10, 0)), reserved(other_order, 8, levels(10, 8))])
+            .when(reserve(ORDER, 3))
+            .then_expect_error(StockError::InsufficientStock { requested: 3, available: 2 });
+        AggregateTest::<StockItem>::given_no_history()
+            .when(reserve(ORDER, 1))
+            .then_expect_error(StockError::InsufficientStock { requested: 1, available: 0 });
+    }
+
+    #[test]
+    fn reserving_twice_for_one_order_holds_once() {
+        AggregateTest::<StockItem>::given(vec![added(1, 10, levels(10, 0)), reserved(ORDER, 4, levels(10, 4))])
+            .when(reserve(ORDER, 4))
+            .then_expect_events(vec![]);
+        // Nor does a settled order reserve again when its command is repeated.
+        AggregateTest::<StockItem>::given(vec![
+            added(1, 10, levels(10, 0)),
+            reserved(ORDER, 4, levels(10, 4)),
+            released(ORDER, 4, levels(10, 0)),
+        ])
+        .when(reserve(ORDER, 4))
+        .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_release_gives_held_units_back() {
+        AggregateTest::<StockItem>::given(vec![added(1, 10, levels(10, 0)), reserved(ORDER, 4, levels(10, 4))])
+            .when(StockCommand::Release { product_id: PRODUCT, order_id: ORDER })
+            .then_expect_events(vec![released(ORDER, 4, levels(10, 0))]);
+    }
+
+    #[test]
+    fn a_release_happens_once_and_only_of_a_held_reservation() {
+        let release = StockCommand::Release { product_id: PRODUCT, order_id: ORDER };
+        AggregateTest::<StockItem>::given(vec![
+            added(1, 10, levels(10, 0)),
+            reserved(ORDER, 4, levels(10, 4)),
+            released(ORDER, 4, levels(10, 0)),
+        ])
+        .when(release.clone())
+        .then_expect_events(vec![]);
+        AggregateTest::<StockItem>::given(vec![added(1, 10, levels(10, 0))])
+            .when(release.clone())
+            .then_expect_error(StockError::NoReservation { order_id: ORDER });
+        AggregateTest::<StockItem>::given(vec![
+            added(1, 10, levels(10, 0)),
+            reserved(ORDER, 4, levels(10, 4)),
+            committed(ORDER, 4, levels(6, 0)),
+        ])
+        .when(release)
+        .then_expect_error(StockError::AlreadyCommitted { order_id: ORDER });
+    }
+
+    #[test]
+    fn a_commit_takes_held_units_off_the_shelf() {
+        AggregateTest::<StockItem>::given(vec![added(1, 10, levels(10, 0)), reserved(ORDER, 4, levels(10, 4))])
+            .when(StockCommand::Commit { product_id: PRODUCT, order_id: ORDER })
+            .then_expect_events(vec![committed(ORDER, 4, levels(6, 0))]);
+    }
+
+    #[test]
+    fn a_commit_happens_once_and_only_of_a_held_reservation() {
+        let commit = StockCommand::Commit { product_id: PRODUCT, order_id: ORDER };
+        AggregateTest::<StockItem>::given(vec![
+            added(1, 10, levels(10, 0)),
+            reserved(ORDER, 4, levels(10, 4)),
+            committed(ORDER, 4, levels(6, 0)),
+        ])
+        .when(commit.clone())
+        .then_expect_events(vec![]);
+        AggregateTest::<StockItem>::given_no_history()
+            .when(commit.clone())
+            .then_expect_error(StockError::NoReservation { order_id: ORDER });
+        AggregateTest::<StockItem>::given(vec![
+            added(1, 10, levels(10, 0)),
+            reserved(ORDER, 4, levels(10, 4)),
+            released(ORDER, 4, levels(10, 0)),
+        ])
+        .when(commit)
+        .then_expect_error(StockError::AlreadyReleased { order_id: ORDER });
+    }
+
+    #[test]
+    fn the_state_survives_a_snapshot() {
+        let state = StockItem::default().apply_all(&[added(1, 10, levels(10, 0)), reserved(ORDER, 4, levels(10, 4))]);
+        let json = serde_json::to_string(&state).expect("the state serializes");
+        let restored: StockItem = serde_json::from_str(&json).expect("the state deserializes");
+        assert_eq!(restored, state);
+    }
+
+    fn any_command() -> impl Strategy<Value = StockCommand> {
+        // Few ids, so that repeats, releases and commits of real reservations are common.
+        let id = || (0u128..6).prop_map(Uuid::from_u128);
+        prop_oneof![
+            (id(), 1u32..=40).prop_map(|(restock_id, units)| StockCommand::Restock {
+                product_id: PRODUCT,
+                restock_id,
+                quantity: quantity(units),
+            }),
+            (id(), 1u32..=40).prop_map(|(order_id, units)| reserve(order_id, units)),
+            id().prop_map(|order_id| StockCommand::Release { product_id: PRODUCT, order_id }),
+            id().prop_map(|order_id| StockCommand::Commit { product_id: PRODUCT, order_id }),
+        ]
+    }
+
+    proptest! {
+        /// SPEC §2: stock is never oversold, whatever the commands and their order.
+        #[test]
+        fn stock_is_never_oversold(commands in proptest::collection::vec(any_command(), 0..80)) {
+            let mut state = StockItem::default();
+            let (mut total_added, mut total_committed) = (0u64, 0u64);
+            for command in &commands {
+                let before = state.clone();
+                let Ok(events) = state.decide(command) else {
+                    continue;
+                };
+                for event in &events {
+                    match event {
+                        InventoryEvent::StockAdded { quantity, .. } => total_added += quantity,
+                        InventoryEvent::StockCommitted { quantity, .. } => total_committed += quantity,
+                        _ => {}
+                    }
+                }
+                state = state.apply_all(&events);
+                let levels = state.levels();
+                prop_assert!(total_committed + levels.reserved <= total_added, "oversold after {command:?}");
+                prop_assert_eq!(levels.on_hand, total_added - total_committed);
+                prop_assert_eq!(levels.available, levels.on_hand - levels.reserved);
+                prop_assert_eq!(levels.reserved, state.held.values().sum::<u64>());
+                prop_assert_eq!(state.version, before.version + events.len() as u64);
+            }
+        }
+    }
+}
