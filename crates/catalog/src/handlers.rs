@@ -129,6 +129,13 @@ impl Catalog {
         request: GetProduct,
         _context: MessageContext,
     ) -> Result<ProductReply, Rejection> {
+        // The listing holds every product this service recorded, and a command answers only
+        // once the listing shows its effect: so reading the listing reads our own writes
+        // without touching the store. A product the listing has not seen yet (written by
+        // another instance a moment ago) is read from its stream.
+        if let Some(listed) = self.listing.read(|listing| listing.get(request.product_id)) {
+            return Ok(listed);
+        }
         let loaded =
             self.products.load(request.product_id).await.map_err(|error| command_rejection(error, domain_rejection))?;
         if loaded.state.details.is_none() {
