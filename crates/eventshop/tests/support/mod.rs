@@ -26,7 +26,8 @@ pub struct TestShop {
     pub base: String,
     pub client: Client,
     child: Child,
-    _data_dir: tempfile::TempDir,
+    /// The working directory; embedded shops keep their data in it.
+    directory: tempfile::TempDir,
 }
 
 impl TestShop {
@@ -48,17 +49,29 @@ impl TestShop {
 
     async fn start(extra: &[&str]) -> TestShop {
         let data_dir = tempfile::tempdir().expect("a temporary directory");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_eventshop"))
-            .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir.path())
-            .args(extra)
-            .current_dir(data_dir.path())
+        let mut arguments = vec!["--listen", "127.0.0.1:0", "--data-dir"];
+        let path = data_dir.path().to_str().expect("a UTF-8 temporary path").to_owned();
+        arguments.push(&path);
+        arguments.extend_from_slice(extra);
+        Self::start_in(data_dir, &arguments, &[]).await
+    }
+
+    /// `eventshop run ARGUMENTS` in `directory` (its working directory), with `environment`
+    /// added to the administrator's.
+    pub async fn start_in(directory: tempfile::TempDir, arguments: &[&str], environment: &[(&str, &str)]) -> TestShop {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_eventshop"));
+        // Only what the test says: no EVENTSHOP_* of the developer's shell.
+        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("EVENTSHOP_")) {
+            command.env_remove(name);
+        }
+        let mut child = command
+            .arg("run")
+            .args(arguments)
+            .current_dir(directory.path())
             .env("EVENTSHOP_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("EVENTSHOP_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("EVENTSHOP_LOG", "warn")
-            .env_remove("EVENTSHOP_LISTEN")
-            .env_remove("EVENTSHOP_STORE")
-            .env_remove("EVENTSHOP_BUS")
+            .envs(environment.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -74,7 +87,12 @@ impl TestShop {
         let base = first.strip_prefix("eventshop listening on ").expect("the address line").trim().to_owned();
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        TestShop { base, client: Client::new(), child, _data_dir: data_dir }
+        TestShop { base, client: Client::new(), child, directory }
+    }
+
+    /// The directory the shop runs in (its working directory).
+    pub fn directory(&self) -> &std::path::Path {
+        self.directory.path()
     }
 
     pub fn url(&self, path: &str) -> String {
