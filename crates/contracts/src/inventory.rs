@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::operation;
-use crate::values::Quantity;
+use crate::values::{Money, PaymentMethod, Quantity};
 
 pub const SERVICE: &str = "inventory";
 
@@ -44,6 +44,13 @@ pub struct GetInventory {
 }
 operation!(GetInventory, SERVICE, Inventory);
 
+/// One line held for an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservedLine {
+    pub product_id: Uuid,
+    pub quantity: u64,
+}
+
 /// The events of a product's stock stream (`stock-<product id>`). Each carries the levels
 /// after it, so that a reader (the catalog listing) needs no state of its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,6 +67,16 @@ pub enum InventoryEvent {
         order_id: Uuid,
         quantity: u64,
         levels: StockLevels,
+    },
+    /// Every line of an order is held: recorded on the order's reservation stream
+    /// (`reservation-<order id>`) in the same append as the lines' StockReserved. It carries
+    /// what payments needs to charge, so that payments need not have seen the order.
+    StockReservedForOrder {
+        order_id: Uuid,
+        user_id: Uuid,
+        lines: Vec<ReservedLine>,
+        total: Money,
+        payment_method: PaymentMethod,
     },
     /// Recorded on the order's reservation stream when some line could not be held.
     StockReservationFailed {
@@ -95,7 +112,9 @@ impl InventoryEvent {
             | InventoryEvent::StockReserved { product_id, levels, .. }
             | InventoryEvent::StockReleased { product_id, levels, .. }
             | InventoryEvent::StockCommitted { product_id, levels, .. } => Some((*product_id, *levels)),
-            InventoryEvent::StockReservationFailed { .. } | InventoryEvent::LowStockDetected { .. } => None,
+            InventoryEvent::StockReservedForOrder { .. }
+            | InventoryEvent::StockReservationFailed { .. }
+            | InventoryEvent::LowStockDetected { .. } => None,
         }
     }
 }

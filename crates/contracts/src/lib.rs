@@ -7,13 +7,16 @@
 //! request that decodes is a valid request (`Email`, `Sku`, `Quantity`, `Money`), and the
 //! gateway names the bad field from the decode error's path.
 
+pub mod cart;
 pub mod catalog;
 pub mod identity;
 pub mod inventory;
+pub mod orders;
 pub mod payments;
+pub mod shipping;
 pub mod values;
 
-pub use values::{Currency, Money, Page, Role};
+pub use values::{Currency, Money, Page, PaymentMethod, Role};
 
 /// Declares a request's service, name and reply type.
 macro_rules! operation {

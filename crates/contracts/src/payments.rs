@@ -101,6 +101,18 @@ pub enum PaymentsEvent {
         amount: Money,
         balance: Option<Money>,
     },
+    /// The order closed (rejected or cancelled) before it was charged: it never will be.
+    PaymentAbandoned {
+        payment_id: Uuid,
+        order_id: Uuid,
+        user_id: Uuid,
+    },
+}
+
+/// The payment of an order: derived, so that every reaction to the order finds it. Wallet
+/// payments are recorded on the wallet's stream, card payments on `payment-<payment id>`.
+pub fn payment_id(order_id: Uuid) -> Uuid {
+    Uuid::new_v5(&order_id, b"payment")
 }
 
 impl DomainEvent for PaymentsEvent {}

@@ -325,6 +325,63 @@ money_value!(
     check_positive
 );
 
+/// A token of the simulated card processor (SPEC §3). Only the processor's test tokens
+/// exist; any other is refused when the request is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum CardToken {
+    /// `tok_visa`: succeeds.
+    Visa,
+    /// `tok_mastercard`: succeeds.
+    Mastercard,
+    /// `tok_chargeDeclined`: declined.
+    ChargeDeclined,
+    /// `tok_insufficientFunds`: declined for insufficient funds.
+    InsufficientFunds,
+}
+
+impl CardToken {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CardToken::Visa => "tok_visa",
+            CardToken::Mastercard => "tok_mastercard",
+            CardToken::ChargeDeclined => "tok_chargeDeclined",
+            CardToken::InsufficientFunds => "tok_insufficientFunds",
+        }
+    }
+}
+
+impl TryFrom<String> for CardToken {
+    type Error = InvalidValue;
+    fn try_from(value: String) -> Result<Self, InvalidValue> {
+        match value.as_str() {
+            "tok_visa" => Ok(CardToken::Visa),
+            "tok_mastercard" => Ok(CardToken::Mastercard),
+            "tok_chargeDeclined" => Ok(CardToken::ChargeDeclined),
+            "tok_insufficientFunds" => Ok(CardToken::InsufficientFunds),
+            _ => Err(invalid(
+                "unknown card token; the test tokens are tok_visa, tok_mastercard, tok_chargeDeclined and tok_insufficientFunds",
+            )),
+        }
+    }
+}
+
+impl From<CardToken> for String {
+    fn from(value: CardToken) -> String {
+        value.as_str().to_owned()
+    }
+}
+
+/// How an order is paid (SPEC §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PaymentMethod {
+    /// The user's wallet.
+    Wallet,
+    /// The simulated card processor.
+    Card { token: CardToken },
+}
+
 /// A role: what a user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -401,6 +458,17 @@ mod tests {
         assert!(serde_json::from_str::<Money>(r#"{"amount": 1, "currency": "XXX"}"#).is_err());
         assert!(Money::eur(-1).check_price().is_err());
         assert!(Money::eur(0).check_positive().is_err());
+    }
+
+    #[test]
+    fn payment_methods_are_the_wallet_or_a_known_card_token() {
+        let wallet: PaymentMethod = serde_json::from_str(r#"{"type": "wallet"}"#).unwrap();
+        assert_eq!(wallet, PaymentMethod::Wallet);
+        let card: PaymentMethod = serde_json::from_str(r#"{"type": "card", "token": "tok_visa"}"#).unwrap();
+        assert_eq!(card, PaymentMethod::Card { token: CardToken::Visa });
+        assert!(serde_json::from_str::<PaymentMethod>(r#"{"type": "card", "token": "tok_other"}"#).is_err());
+        assert!(serde_json::from_str::<PaymentMethod>(r#"{"type": "cash"}"#).is_err());
+        assert_eq!(serde_json::to_string(&card).unwrap(), r#"{"type":"card","token":"tok_visa"}"#);
     }
 
     #[test]

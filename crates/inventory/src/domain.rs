@@ -197,8 +197,10 @@ impl Aggregate for StockItem {
                 self.held.remove(&order_id);
                 self.settled.insert(order_id, Settlement::Committed);
             }
-            // Neither is recorded on a product's stock stream; nothing to remember.
-            InventoryEvent::StockReservationFailed { .. } | InventoryEvent::LowStockDetected { .. } => {}
+            // None is recorded on a product's stock stream; nothing to remember.
+            InventoryEvent::StockReservedForOrder { .. }
+            | InventoryEvent::StockReservationFailed { .. }
+            | InventoryEvent::LowStockDetected { .. } => {}
         }
         self
     }

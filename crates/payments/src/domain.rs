@@ -228,6 +228,8 @@ impl Aggregate for Wallet {
                 let status = PaymentStatus::Refunded;
                 self.record_payment(payment_id, WalletPayment { order_id, user_id, amount, status });
             }
+            // Not decided by this aggregate yet.
+            PaymentsEvent::PaymentAbandoned { .. } => {}
         }
         self
     }

@@ -132,7 +132,9 @@ fn transaction(event: &PaymentsEvent, recorded: &RecordedEvent) -> Option<Wallet
             order_id: Some(order_id),
             at,
         }),
-        PaymentsEvent::WalletOpened { .. } | PaymentsEvent::PaymentDeclined { .. } => None,
+        PaymentsEvent::WalletOpened { .. }
+        | PaymentsEvent::PaymentDeclined { .. }
+        | PaymentsEvent::PaymentAbandoned { .. } => None,
     }
 }
 

@@ -1,0 +1,1 @@
+//! The orders service: orders, their status history and deadlines; where the checkout saga is decided.

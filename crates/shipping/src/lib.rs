@@ -1,0 +1,1 @@
+//! The shipping service: shipments of confirmed orders.
