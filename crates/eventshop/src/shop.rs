@@ -29,13 +29,16 @@ use crate::config::{BusChoice, Config, StoreChoice};
 
 type Start = fn(ServiceContext) -> BoxFuture<'static, Result<RunningService, StartError>>;
 
-/// The services `run` starts, in start order: a service that consumes another's events
-/// starts after it.
+/// The services `run` starts. Every store is published on the bus before any service
+/// starts, so that each may consume any other's events whatever the order.
 const SERVICES: &[(&str, Start)] = &[
     (contracts::identity::SERVICE, |context| Box::pin(identity::start(context))),
-    (contracts::inventory::SERVICE, |context| Box::pin(inventory::start(context))),
     (contracts::catalog::SERVICE, |context| Box::pin(catalog::start(context))),
+    (contracts::inventory::SERVICE, |context| Box::pin(inventory::start(context))),
     (contracts::payments::SERVICE, |context| Box::pin(payments::start(context))),
+    (contracts::orders::SERVICE, |context| Box::pin(orders::start(context))),
+    (contracts::cart::SERVICE, |context| Box::pin(cart::start(context))),
+    (contracts::shipping::SERVICE, |context| Box::pin(shipping::start(context))),
 ];
 
 /// The longest an admin command waits for a service at start.
@@ -49,11 +52,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let settings: Arc<dyn Settings> = config.settings.clone();
 
     let mut publishers: Vec<Box<dyn Running>> = Vec::new();
-    let mut services: Vec<(&str, RunningService)> = Vec::new();
+    let mut contexts = Vec::new();
     for (name, start) in SERVICES {
         let (store, consumers) = open_store(&config, name).await?;
         publishers.push(bus.publish_events(name, store.clone()).await?);
-        let context = ServiceContext { store, bus: bus.clone(), consumers, settings: settings.clone() };
+        contexts.push((
+            *name,
+            *start,
+            ServiceContext { store, bus: bus.clone(), consumers, settings: settings.clone() },
+        ));
+    }
+    let mut services: Vec<(&str, RunningService)> = Vec::new();
+    for (name, start, context) in contexts {
         let running = start(context).await.with_context(|| format!("cannot start the {name} service"))?;
         services.push((name, running));
     }

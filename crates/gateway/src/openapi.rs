@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{catalog, health, identity, inventory, wallet};
+use crate::routes::{cart, catalog, health, identity, inventory, orders, shipping, wallet};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,6 +33,19 @@ use crate::routes::{catalog, health, identity, inventory, wallet};
         wallet::get_wallet,
         wallet::deposit,
         wallet::list_transactions,
+        cart::get_cart,
+        cart::set_item,
+        cart::remove_item,
+        cart::clear_cart,
+        cart::checkout,
+        orders::place_order,
+        orders::list_orders,
+        orders::get_order,
+        orders::cancel_order,
+        orders::order_events,
+        shipping::get_shipment,
+        shipping::dispatch_shipment,
+        shipping::deliver_shipment,
         health::live,
         health::ready,
         crate::metrics::serve_metrics,
@@ -45,6 +58,9 @@ use crate::routes::{catalog, health, identity, inventory, wallet};
         (name = "catalog", description = "Products"),
         (name = "inventory", description = "Stock (administrators)"),
         (name = "payments", description = "The wallet"),
+        (name = "cart", description = "The cart and its checkout"),
+        (name = "orders", description = "Orders and their progress through the checkout saga"),
+        (name = "shipping", description = "Shipments (dispatch and delivery: administrators)"),
         (name = "operations", description = "Health, metrics and this document"),
     )
 )]

@@ -1,16 +1,17 @@
 //! The stock of one product, as an aggregate: restocks and the reservations that hold units
 //! for orders in progress.
 //!
-//! Pure decisions, no I/O. The reservation rules (reserve, release, commit) are here already
-//! although no operation calls them yet: the checkout saga will, through one multi-stream
-//! append over the stock streams of an order's lines.
+//! Pure decisions, no I/O. The reservation rules (reserve, release, commit, give back) are
+//! called by the checkout saga ([`crate::saga`]); [`reserve_order`] decides an order's lines
+//! over several products at once, all or nothing, and [`Reservation`] is what the order's
+//! own stream (`reservation-<order id>`) says was decided.
 //!
 //! Every event carries the levels after it, and `apply` takes them from the event rather
 //! than computing them, so a reader of the events and the aggregate can never disagree.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use contracts::inventory::{InventoryEvent, StockLevels};
+use contracts::inventory::{InventoryEvent, ReservedLine, StockLevels};
 use contracts::values::Quantity;
 use eventshop_core::{Aggregate, Version};
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,16 @@ pub enum StockCommand {
     Release { product_id: Uuid, order_id: Uuid },
     /// Turns an order's held units into sold ones: they leave the shelf. Idempotent.
     Commit { product_id: Uuid, order_id: Uuid },
+    /// Undoes what a closed order took, whatever became of it: held units are released,
+    /// and committed ones (the order was cancelled after confirmation, before dispatch, so
+    /// they never left) go back on the shelf as a restock whose id is derived from the
+    /// order ([`returned_restock_id`]). An order that holds nothing needs nothing. Idempotent.
+    GiveBack { product_id: Uuid, order_id: Uuid, quantity: u64 },
+}
+
+/// The restock that puts back the units of a committed order that was cancelled.
+pub fn returned_restock_id(order_id: Uuid) -> Uuid {
+    Uuid::new_v5(&order_id, b"returned")
 }
 
 /// Why a command on a product's stock was refused.
@@ -114,11 +125,10 @@ impl StockItem {
         Ok(vec![InventoryEvent::StockAdded { product_id, restock_id, quantity, levels }])
     }
 
-    fn reserve(&self, product_id: Uuid, order_id: Uuid, quantity: Quantity) -> Result<Vec<InventoryEvent>, StockError> {
+    fn reserve(&self, product_id: Uuid, order_id: Uuid, quantity: u64) -> Result<Vec<InventoryEvent>, StockError> {
         if self.held.contains_key(&order_id) || self.settled.contains(order_id) {
             return Ok(Vec::new());
         }
-        let quantity = u64::from(quantity.get());
         if quantity > self.levels.available {
             return Err(StockError::InsufficientStock { requested: quantity, available: self.levels.available });
         }
@@ -157,6 +167,99 @@ impl StockItem {
         };
         Ok(vec![InventoryEvent::StockCommitted { product_id, order_id, quantity, levels }])
     }
+
+    fn give_back(&self, product_id: Uuid, order_id: Uuid, quantity: u64) -> Vec<InventoryEvent> {
+        if self.held.contains_key(&order_id) {
+            return self.release(product_id, order_id).unwrap_or_default();
+        }
+        let restock_id = returned_restock_id(order_id);
+        if self.settled.get(order_id) != Some(&Settlement::Committed) || self.restocks.contains(restock_id) {
+            return Vec::new();
+        }
+        // No limit on hand: these units were on hand before the order took them.
+        let on_hand = self.levels.on_hand + quantity;
+        let levels = StockLevels { on_hand, reserved: self.levels.reserved, available: on_hand - self.levels.reserved };
+        vec![InventoryEvent::StockAdded { product_id, restock_id, quantity, levels }]
+    }
+}
+
+/// One line of an order as inventory decides it: the product's stock as loaded, and the
+/// units the order asks of it.
+#[derive(Debug, Clone, Copy)]
+pub struct LineToReserve<'a> {
+    pub product_id: Uuid,
+    pub quantity: u64,
+    pub stock: &'a StockItem,
+}
+
+/// What inventory decided for an order's lines.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrderReservation {
+    /// Every line fits: the `StockReserved` of each product not already holding units for
+    /// the order, in the order of the lines.
+    Reserved(Vec<InventoryEvent>),
+    /// This line (the first that does not fit) is why nothing is held: a
+    /// `StockReservationFailed`.
+    Failed(InventoryEvent),
+}
+
+/// Decides an order's reservation all or nothing: every line's units are held, or none
+/// are. Lines naming the same product must have been merged (one stock stream, one
+/// decision).
+pub fn reserve_order(order_id: Uuid, lines: &[LineToReserve<'_>]) -> OrderReservation {
+    let mut reserved = Vec::with_capacity(lines.len());
+    for line in lines {
+        match line.stock.reserve(line.product_id, order_id, line.quantity) {
+            Ok(events) => reserved.extend(events),
+            // Insufficient stock, the only refusal of a reservation.
+            Err(_) => {
+                return OrderReservation::Failed(InventoryEvent::StockReservationFailed {
+                    order_id,
+                    product_id: line.product_id,
+                    requested: line.quantity,
+                    available: line.stock.levels.available,
+                });
+            }
+        }
+    }
+    OrderReservation::Reserved(reserved)
+}
+
+/// What an order's reservation stream (`reservation-<order id>`) says: decided once, when
+/// the order is placed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Reservation {
+    /// Nothing decided yet: the order was never seen.
+    #[default]
+    Undecided,
+    /// Every line was held; what became of each is on its product's stream.
+    Reserved { lines: Vec<ReservedLine> },
+    /// Nothing was held.
+    Failed,
+}
+
+impl Reservation {
+    /// The reservation after `event`. Cannot fail.
+    pub fn apply(self, event: &InventoryEvent) -> Self {
+        match event {
+            InventoryEvent::StockReservedForOrder { lines, .. } => Reservation::Reserved { lines: lines.clone() },
+            InventoryEvent::StockReservationFailed { .. } => Reservation::Failed,
+            // Recorded on product streams, not here.
+            InventoryEvent::StockAdded { .. }
+            | InventoryEvent::StockReserved { .. }
+            | InventoryEvent::StockReleased { .. }
+            | InventoryEvent::StockCommitted { .. }
+            | InventoryEvent::LowStockDetected { .. } => self,
+        }
+    }
+
+    /// The lines held for the order, if it was reserved.
+    pub fn reserved_lines(&self) -> &[ReservedLine] {
+        match self {
+            Reservation::Reserved { lines } => lines,
+            Reservation::Undecided | Reservation::Failed => &[],
+        }
+    }
 }
 
 impl Aggregate for StockItem {
@@ -171,9 +274,14 @@ impl Aggregate for StockItem {
             StockCommand::Restock { product_id, restock_id, quantity } => {
                 self.restock(product_id, restock_id, quantity)
             }
-            StockCommand::Reserve { product_id, order_id, quantity } => self.reserve(product_id, order_id, quantity),
+            StockCommand::Reserve { product_id, order_id, quantity } => {
+                self.reserve(product_id, order_id, u64::from(quantity.get()))
+            }
             StockCommand::Release { product_id, order_id } => self.release(product_id, order_id),
             StockCommand::Commit { product_id, order_id } => self.commit(product_id, order_id),
+            StockCommand::GiveBack { product_id, order_id, quantity } => {
+                Ok(self.give_back(product_id, order_id, quantity))
+            }
         }
     }
 
@@ -417,6 +525,111 @@ mod tests {
         .then_expect_error(StockError::AlreadyReleased { order_id: ORDER });
     }
 
+    fn give_back(order_id: Uuid, units: u64) -> StockCommand {
+        StockCommand::GiveBack { product_id: PRODUCT, order_id, quantity: units }
+    }
+
+    #[test]
+    fn giving_back_a_held_reservation_releases_it() {
+        AggregateTest::<StockItem>::given(vec![added(1, 10, levels(10, 0)), reserved(ORDER, 4, levels(10, 4))])
+            .when(give_back(ORDER, 4))
+            .then_expect_events(vec![released(ORDER, 4, levels(10, 0))]);
+    }
+
+    #[test]
+    fn giving_back_a_committed_reservation_puts_its_units_back_on_the_shelf_once() {
+        let history =
+            vec![added(1, 10, levels(10, 0)), reserved(ORDER, 4, levels(10, 4)), committed(ORDER, 4, levels(6, 0))];
+        let returned = InventoryEvent::StockAdded {
+            product_id: PRODUCT,
+            restock_id: returned_restock_id(ORDER),
+            quantity: 4,
+            levels: levels(10, 0),
+        };
+        AggregateTest::<StockItem>::given(history.clone())
+            .when(give_back(ORDER, 4))
+            .then_expect_events(vec![returned.clone()]);
+        AggregateTest::<StockItem>::given(history.into_iter().chain([returned]))
+            .when(give_back(ORDER, 4))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn giving_back_what_was_never_held_or_already_released_changes_nothing() {
+        AggregateTest::<StockItem>::given(vec![added(1, 10, levels(10, 0))])
+            .when(give_back(ORDER, 4))
+            .then_expect_events(vec![]);
+        AggregateTest::<StockItem>::given(vec![
+            added(1, 10, levels(10, 0)),
+            reserved(ORDER, 4, levels(10, 4)),
+            released(ORDER, 4, levels(10, 0)),
+        ])
+        .when(give_back(ORDER, 4))
+        .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn an_order_is_reserved_when_every_line_fits() {
+        let other = Uuid::from_u128(0x07e5);
+        let first = StockItem::default().apply_all(&[added(1, 5, levels(5, 0))]);
+        let second = StockItem::default().apply(&InventoryEvent::StockAdded {
+            product_id: other,
+            restock_id: Uuid::from_u128(2),
+            quantity: 3,
+            levels: levels(3, 0),
+        });
+        let lines = [
+            LineToReserve { product_id: PRODUCT, quantity: 5, stock: &first },
+            LineToReserve { product_id: other, quantity: 1, stock: &second },
+        ];
+        assert_eq!(
+            reserve_order(ORDER, &lines),
+            OrderReservation::Reserved(vec![
+                reserved(ORDER, 5, levels(5, 5)),
+                InventoryEvent::StockReserved { product_id: other, order_id: ORDER, quantity: 1, levels: levels(3, 1) },
+            ])
+        );
+    }
+
+    #[test]
+    fn an_order_with_one_line_short_holds_nothing_and_names_that_line() {
+        let other = Uuid::from_u128(0x07e5);
+        let first = StockItem::default().apply_all(&[added(1, 5, levels(5, 0))]);
+        let second = StockItem::default();
+        let lines = [
+            LineToReserve { product_id: PRODUCT, quantity: 5, stock: &first },
+            LineToReserve { product_id: other, quantity: 1, stock: &second },
+            LineToReserve { product_id: PRODUCT, quantity: 9, stock: &first },
+        ];
+        assert_eq!(
+            reserve_order(ORDER, &lines),
+            OrderReservation::Failed(InventoryEvent::StockReservationFailed {
+                order_id: ORDER,
+                product_id: other,
+                requested: 1,
+                available: 0,
+            })
+        );
+    }
+
+    #[test]
+    fn a_reservation_remembers_its_decision() {
+        let lines = vec![ReservedLine { product_id: PRODUCT, quantity: 2 }];
+        let reserved_for_order = InventoryEvent::StockReservedForOrder {
+            order_id: ORDER,
+            user_id: Uuid::from_u128(1),
+            lines: lines.clone(),
+            total: contracts::values::Money::eur(100),
+            payment_method: contracts::values::PaymentMethod::Wallet,
+        };
+        assert_eq!(Reservation::default().reserved_lines(), &[]);
+        let reservation = Reservation::default().apply(&reserved_for_order);
+        assert_eq!(reservation.reserved_lines(), &lines[..]);
+        let failed =
+            InventoryEvent::StockReservationFailed { order_id: ORDER, product_id: PRODUCT, requested: 2, available: 1 };
+        assert_eq!(Reservation::default().apply(&failed), Reservation::Failed);
+    }
+
     #[test]
     fn the_state_survives_a_snapshot() {
         let state = StockItem::default().apply_all(&[added(1, 10, levels(10, 0)), reserved(ORDER, 4, levels(10, 4))]);
@@ -437,6 +650,7 @@ mod tests {
             (id(), 1u32..=40).prop_map(|(order_id, units)| reserve(order_id, units)),
             id().prop_map(|order_id| StockCommand::Release { product_id: PRODUCT, order_id }),
             id().prop_map(|order_id| StockCommand::Commit { product_id: PRODUCT, order_id }),
+            (id(), 1u64..=40).prop_map(|(order_id, units)| give_back(order_id, units)),
         ]
     }
 

@@ -1,11 +1,13 @@
 //! The inventory service: stock per product and the reservations that hold it for orders.
 //!
 //! [`domain`] holds the rules (a product's stock as the [`StockItem`](domain::StockItem)
-//! aggregate), [`handlers`] the operations that apply them, and [`start`] serves those
-//! operations on the bus.
+//! aggregate, and an order's reservation over several of them), [`handlers`] the
+//! operations that apply them, [`saga`] the consumers that reserve, release and commit
+//! stock for orders, and [`start`] runs it all on the bus.
 
 pub mod domain;
 pub mod handlers;
+pub mod saga;
 
 use std::sync::Arc;
 
@@ -14,11 +16,15 @@ use runtime::{OperationRouter, RunningService, ServiceContext, StartError};
 
 use crate::handlers::InventoryHandlers;
 
-/// Serves the inventory's operations on the context's bus until the returned service is
-/// stopped.
+/// Consumes orders' events and serves the inventory's operations on the context's bus
+/// until the returned service is stopped.
+///
+/// Orders' events must be published on the bus first (`publish_events("orders", …)`),
+/// since the in-process bus refuses a consumer whose source it does not know.
 pub async fn start(context: ServiceContext) -> Result<RunningService, StartError> {
+    let consumers = saga::start(&*context.bus, context.store.clone(), context.consumers.clone()).await?;
     let handlers = Arc::new(InventoryHandlers::new(context.store.clone()));
-    let server = OperationRouter::new()
+    let served = OperationRouter::new()
         .route::<Restock, _, _>({
             let handlers = handlers.clone();
             move |request, message| {
@@ -34,6 +40,15 @@ pub async fn start(context: ServiceContext) -> Result<RunningService, StartError
             }
         })
         .serve(&*context.bus, SERVICE, "Stock per product and the reservations that hold it for orders")
-        .await?;
-    Ok(RunningService::new().with_server(server))
+        .await;
+    let server = match served {
+        Ok(server) => server,
+        Err(error) => {
+            for consumer in consumers {
+                consumer.stop().await;
+            }
+            return Err(error);
+        }
+    };
+    Ok(consumers.into_iter().fold(RunningService::new().with_server(server), RunningService::with_consumer))
 }

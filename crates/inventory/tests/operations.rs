@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use contracts::inventory::{GetInventory, Inventory, InventoryEvent, Restock, StockLevels};
 use contracts::values::Quantity;
-use eventshop_core::bus::{CallError, MessageContext, Operation, RejectionKind, call};
+use eventshop_core::bus::{CallError, EventBus, MessageContext, Operation, RejectionKind, call};
 use eventshop_core::settings::LocalSettings;
 use eventshop_core::{EventCodec, EventStore, ExpectedVersion, InMemoryEventStore, Metadata, StreamId};
 use runtime::{InProcessBus, RunningService, ServiceContext};
@@ -26,6 +26,8 @@ impl Harness {
     async fn start(instances: usize) -> Harness {
         let bus = Arc::new(InProcessBus::new());
         let store = Arc::new(InMemoryEventStore::new());
+        // The saga's consumers need orders' events published, even when there are none.
+        let _published = bus.publish_events("orders", Arc::new(InMemoryEventStore::new())).await.expect("publishes");
         let mut services = Vec::new();
         for _ in 0..instances {
             let context = ServiceContext {

@@ -1,18 +1,22 @@
-//! A user's wallet, as an aggregate: deposits, and the captures and refunds of wallet
-//! payments.
+//! A user's wallet and a card payment, as aggregates: deposits, and the captures, refunds
+//! and abandonments of order payments.
 //!
-//! Pure decisions, no I/O. Capture and refund are here already although no operation calls
-//! them yet: the checkout saga will, when stock is reserved and when an order is cancelled.
+//! Pure decisions, no I/O. The checkout saga ([`crate::saga`]) calls them when stock is
+//! reserved for an order and when an order closes.
 //!
 //! The rule SPEC §2 asks of every wallet: the balance never goes below zero, and it is
 //! always deposits − captures + refunds. A capture the balance cannot cover is not an error
 //! but a decision, recorded as `PaymentDeclined`, because the saga must tell the order why
 //! it failed and must not charge it later when its event is delivered again.
+//!
+//! Every payment is decided once: captured, declined, or abandoned (its order closed
+//! before it was decided, so a late request to charge it finds it closed). Only a captured
+//! payment is refunded, once.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use contracts::payments::PaymentsEvent;
-use contracts::values::{Currency, Money, PositiveAmount};
+use contracts::values::{CardToken, Currency, Money, PositiveAmount};
 use eventshop_core::{Aggregate, Version};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -28,16 +32,24 @@ pub const REMEMBERED_DEPOSITS: usize = 1_000;
 /// The reason of a capture declined because the balance does not cover it.
 pub const INSUFFICIENT_FUNDS: &str = "insufficient_funds";
 
+/// The reason of a card capture the processor declined without saying why.
+pub const CARD_DECLINED: &str = "card_declined";
+
 /// What can be done to a wallet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WalletCommand {
     /// Adds money, opening the wallet on the first deposit. Idempotent per `transaction_id`.
     Deposit { user_id: Uuid, transaction_id: Uuid, amount: PositiveAmount },
     /// Takes an order's payment from the balance, or declines it. Idempotent per
-    /// `payment_id`: a payment is decided once, whatever the balance later becomes.
-    Capture { user_id: Uuid, payment_id: Uuid, order_id: Uuid, amount: PositiveAmount },
+    /// `payment_id`: a payment is decided once, whatever the balance later becomes, and an
+    /// abandoned one is never captured. The amount is an order's total, which may be zero.
+    Capture { user_id: Uuid, payment_id: Uuid, order_id: Uuid, amount: Money },
     /// Gives a captured payment back. Once.
     Refund { payment_id: Uuid },
+    /// Closes a payment not decided yet: its order closed first, so it will never be
+    /// captured. A payment already decided stays as it is (a captured one is refunded
+    /// with `Refund`).
+    Abandon { user_id: Uuid, payment_id: Uuid, order_id: Uuid },
 }
 
 /// Why a command on a wallet was refused.
@@ -49,8 +61,10 @@ pub enum WalletError {
     CurrencyMismatch { wallet: Currency, offered: Currency },
     #[error("payment {payment_id} was never made from this wallet")]
     UnknownPayment { payment_id: Uuid },
-    #[error("payment {payment_id} was declined; there is nothing to refund")]
+    #[error("payment {payment_id} was not captured; there is nothing to refund")]
     NotCaptured { payment_id: Uuid },
+    #[error("a payment of {amount} minor units is below zero")]
+    NegativeAmount { amount: i64 },
 }
 
 /// The balance a deposit left, and the stream version after it: what a repeat answers.
@@ -60,19 +74,22 @@ pub struct DepositOutcome {
     pub version: Version,
 }
 
-/// Where a wallet payment stands.
+/// Where a payment stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PaymentStatus {
     Captured,
     Declined,
     Refunded,
+    /// Its order closed before it was decided; it will never be captured.
+    Abandoned,
 }
 
-/// A payment decided on this wallet.
+/// A payment decided on a wallet or a card.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WalletPayment {
+pub struct DecidedPayment {
     pub order_id: Uuid,
     pub user_id: Uuid,
+    /// What was asked; zero for an abandoned payment, whose amount was never known here.
     pub amount: Money,
     pub status: PaymentStatus,
 }
@@ -90,7 +107,7 @@ pub struct Wallet {
     deposits: VecDeque<(Uuid, DepositOutcome)>,
     /// Every payment decided on this wallet: one per order, so few, and all of them are
     /// needed to refund each at most once.
-    payments: BTreeMap<Uuid, WalletPayment>,
+    payments: BTreeMap<Uuid, DecidedPayment>,
 }
 
 impl Wallet {
@@ -107,7 +124,7 @@ impl Wallet {
         self.deposits.iter().rev().find(|(id, _)| *id == transaction_id).map(|(_, outcome)| *outcome)
     }
 
-    pub fn payment(&self, payment_id: Uuid) -> Option<&WalletPayment> {
+    pub fn payment(&self, payment_id: Uuid) -> Option<&DecidedPayment> {
         self.payments.get(&payment_id)
     }
 
@@ -139,6 +156,9 @@ impl Wallet {
         if self.payments.contains_key(&payment_id) {
             return Ok(Vec::new());
         }
+        if amount.amount < 0 {
+            return Err(WalletError::NegativeAmount { amount: amount.amount });
+        }
         self.check_currency(amount.currency)?;
         if self.balance < amount.amount {
             let reason = INSUFFICIENT_FUNDS.to_owned();
@@ -154,7 +174,7 @@ impl Wallet {
         };
         match payment.status {
             PaymentStatus::Refunded => Ok(Vec::new()),
-            PaymentStatus::Declined => Err(WalletError::NotCaptured { payment_id }),
+            PaymentStatus::Declined | PaymentStatus::Abandoned => Err(WalletError::NotCaptured { payment_id }),
             PaymentStatus::Captured => {
                 let balance = Some(Money::new(self.balance + payment.amount.amount, payment.amount.currency));
                 Ok(vec![PaymentsEvent::PaymentRefunded {
@@ -168,6 +188,13 @@ impl Wallet {
         }
     }
 
+    fn abandon(&self, user_id: Uuid, payment_id: Uuid, order_id: Uuid) -> Vec<PaymentsEvent> {
+        if self.payments.contains_key(&payment_id) {
+            return Vec::new();
+        }
+        vec![PaymentsEvent::PaymentAbandoned { payment_id, order_id, user_id }]
+    }
+
     fn check_currency(&self, offered: Currency) -> Result<(), WalletError> {
         match self.currency {
             Some(wallet) if wallet != offered => Err(WalletError::CurrencyMismatch { wallet, offered }),
@@ -175,7 +202,7 @@ impl Wallet {
         }
     }
 
-    fn record_payment(&mut self, payment_id: Uuid, payment: WalletPayment) {
+    fn record_payment(&mut self, payment_id: Uuid, payment: DecidedPayment) {
         self.payments.insert(payment_id, payment);
     }
 }
@@ -193,9 +220,10 @@ impl Aggregate for Wallet {
                 self.deposit(user_id, transaction_id, amount.money())
             }
             WalletCommand::Capture { user_id, payment_id, order_id, amount } => {
-                self.capture(user_id, payment_id, order_id, amount.money())
+                self.capture(user_id, payment_id, order_id, amount)
             }
             WalletCommand::Refund { payment_id } => self.refund(payment_id),
+            WalletCommand::Abandon { user_id, payment_id, order_id } => Ok(self.abandon(user_id, payment_id, order_id)),
         }
     }
 
@@ -217,19 +245,159 @@ impl Aggregate for Wallet {
                 // amount tells it.
                 self.balance = balance.map_or(self.balance - amount.amount, |balance| balance.amount);
                 let status = PaymentStatus::Captured;
-                self.record_payment(payment_id, WalletPayment { order_id, user_id, amount, status });
+                self.record_payment(payment_id, DecidedPayment { order_id, user_id, amount, status });
             }
             PaymentsEvent::PaymentDeclined { payment_id, order_id, user_id, amount, .. } => {
                 let status = PaymentStatus::Declined;
-                self.record_payment(payment_id, WalletPayment { order_id, user_id, amount, status });
+                self.record_payment(payment_id, DecidedPayment { order_id, user_id, amount, status });
             }
             PaymentsEvent::PaymentRefunded { payment_id, order_id, user_id, amount, balance } => {
                 self.balance = balance.map_or(self.balance + amount.amount, |balance| balance.amount);
                 let status = PaymentStatus::Refunded;
-                self.record_payment(payment_id, WalletPayment { order_id, user_id, amount, status });
+                self.record_payment(payment_id, DecidedPayment { order_id, user_id, amount, status });
             }
-            // Not decided by this aggregate yet.
-            PaymentsEvent::PaymentAbandoned { .. } => {}
+            PaymentsEvent::PaymentAbandoned { payment_id, order_id, user_id } => {
+                let amount = Money::zero(self.currency());
+                let status = PaymentStatus::Abandoned;
+                self.record_payment(payment_id, DecidedPayment { order_id, user_id, amount, status });
+            }
+        }
+        self
+    }
+}
+
+/// What can be done to a card payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CardPaymentCommand {
+    /// Charges the card through the simulated processor (SPEC §3): `tok_visa` and
+    /// `tok_mastercard` succeed, `tok_chargeDeclined` is declined, `tok_insufficientFunds`
+    /// is declined for insufficient funds. Decided once; an abandoned payment is never
+    /// captured.
+    Capture { payment_id: Uuid, order_id: Uuid, user_id: Uuid, amount: Money, token: CardToken },
+    /// Gives a captured payment back to the card. Once.
+    Refund { payment_id: Uuid },
+    /// Closes the payment if it is not decided yet, as [`WalletCommand::Abandon`] does.
+    Abandon { payment_id: Uuid, order_id: Uuid, user_id: Uuid },
+}
+
+/// Why a command on a card payment was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CardPaymentError {
+    #[error("payment {payment_id} was never made")]
+    UnknownPayment { payment_id: Uuid },
+    #[error("payment {payment_id} was not captured; there is nothing to refund")]
+    NotCaptured { payment_id: Uuid },
+    #[error("a payment of {amount} minor units is below zero")]
+    NegativeAmount { amount: i64 },
+}
+
+/// One order's card payment (stream `payment-<payment id>`): nothing until it is decided,
+/// then how it was decided.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CardPayment {
+    payment: Option<DecidedPayment>,
+}
+
+impl CardPayment {
+    /// How the payment was decided, if it was.
+    pub fn payment(&self) -> Option<&DecidedPayment> {
+        self.payment.as_ref()
+    }
+
+    fn capture(
+        &self,
+        payment_id: Uuid,
+        order_id: Uuid,
+        user_id: Uuid,
+        amount: Money,
+        token: CardToken,
+    ) -> Result<Vec<PaymentsEvent>, CardPaymentError> {
+        if self.payment.is_some() {
+            return Ok(Vec::new());
+        }
+        if amount.amount < 0 {
+            return Err(CardPaymentError::NegativeAmount { amount: amount.amount });
+        }
+        let declined = |reason: &str| PaymentsEvent::PaymentDeclined {
+            payment_id,
+            order_id,
+            user_id,
+            amount,
+            reason: reason.to_owned(),
+        };
+        Ok(vec![match token {
+            CardToken::Visa | CardToken::Mastercard => {
+                PaymentsEvent::PaymentCaptured { payment_id, order_id, user_id, amount, balance: None }
+            }
+            CardToken::ChargeDeclined => declined(CARD_DECLINED),
+            CardToken::InsufficientFunds => declined(INSUFFICIENT_FUNDS),
+        }])
+    }
+
+    fn refund(&self, payment_id: Uuid) -> Result<Vec<PaymentsEvent>, CardPaymentError> {
+        let Some(payment) = self.payment else {
+            return Err(CardPaymentError::UnknownPayment { payment_id });
+        };
+        match payment.status {
+            PaymentStatus::Refunded => Ok(Vec::new()),
+            PaymentStatus::Declined | PaymentStatus::Abandoned => Err(CardPaymentError::NotCaptured { payment_id }),
+            PaymentStatus::Captured => Ok(vec![PaymentsEvent::PaymentRefunded {
+                payment_id,
+                order_id: payment.order_id,
+                user_id: payment.user_id,
+                amount: payment.amount,
+                balance: None,
+            }]),
+        }
+    }
+
+    fn abandon(&self, payment_id: Uuid, order_id: Uuid, user_id: Uuid) -> Vec<PaymentsEvent> {
+        if self.payment.is_some() {
+            return Vec::new();
+        }
+        vec![PaymentsEvent::PaymentAbandoned { payment_id, order_id, user_id }]
+    }
+
+    fn record(&mut self, order_id: Uuid, user_id: Uuid, amount: Money, status: PaymentStatus) {
+        self.payment = Some(DecidedPayment { order_id, user_id, amount, status });
+    }
+}
+
+impl Aggregate for CardPayment {
+    const CATEGORY: &'static str = "payment";
+
+    type Command = CardPaymentCommand;
+    type Event = PaymentsEvent;
+    type Error = CardPaymentError;
+
+    fn decide(&self, command: &CardPaymentCommand) -> Result<Vec<PaymentsEvent>, CardPaymentError> {
+        match *command {
+            CardPaymentCommand::Capture { payment_id, order_id, user_id, amount, token } => {
+                self.capture(payment_id, order_id, user_id, amount, token)
+            }
+            CardPaymentCommand::Refund { payment_id } => self.refund(payment_id),
+            CardPaymentCommand::Abandon { payment_id, order_id, user_id } => {
+                Ok(self.abandon(payment_id, order_id, user_id))
+            }
+        }
+    }
+
+    fn apply(mut self, event: &PaymentsEvent) -> Self {
+        match *event {
+            PaymentsEvent::PaymentCaptured { order_id, user_id, amount, .. } => {
+                self.record(order_id, user_id, amount, PaymentStatus::Captured);
+            }
+            PaymentsEvent::PaymentDeclined { order_id, user_id, amount, .. } => {
+                self.record(order_id, user_id, amount, PaymentStatus::Declined);
+            }
+            PaymentsEvent::PaymentRefunded { order_id, user_id, amount, .. } => {
+                self.record(order_id, user_id, amount, PaymentStatus::Refunded);
+            }
+            PaymentsEvent::PaymentAbandoned { order_id, user_id, .. } => {
+                self.record(order_id, user_id, Money::zero(Currency::default()), PaymentStatus::Abandoned);
+            }
+            // Never recorded on a payment's stream.
+            PaymentsEvent::WalletOpened { .. } | PaymentsEvent::FundsDeposited { .. } => {}
         }
         self
     }
@@ -298,7 +466,15 @@ mod tests {
     }
 
     fn capture(amount: i64) -> WalletCommand {
-        WalletCommand::Capture { user_id: USER, payment_id: PAYMENT, order_id: ORDER, amount: positive(amount) }
+        WalletCommand::Capture { user_id: USER, payment_id: PAYMENT, order_id: ORDER, amount: Money::eur(amount) }
+    }
+
+    fn abandoned() -> PaymentsEvent {
+        PaymentsEvent::PaymentAbandoned { payment_id: PAYMENT, order_id: ORDER, user_id: USER }
+    }
+
+    fn abandon() -> WalletCommand {
+        WalletCommand::Abandon { user_id: USER, payment_id: PAYMENT, order_id: ORDER }
     }
 
     #[test]
@@ -389,6 +565,136 @@ mod tests {
     }
 
     #[test]
+    fn a_capture_of_nothing_is_captured_and_one_below_zero_refused() {
+        AggregateTest::<Wallet>::given(vec![opened(), deposited(1, 500, 500)])
+            .when(capture(0))
+            .then_expect_events(vec![captured(0, 500)]);
+        AggregateTest::<Wallet>::given(vec![opened(), deposited(1, 500, 500)])
+            .when(capture(-1))
+            .then_expect_error(WalletError::NegativeAmount { amount: -1 });
+    }
+
+    #[test]
+    fn a_payment_not_decided_yet_is_abandoned() {
+        AggregateTest::<Wallet>::given(vec![opened(), deposited(1, 500, 500)])
+            .when(abandon())
+            .then_expect_events(vec![abandoned()]);
+        AggregateTest::<Wallet>::given_no_history().when(abandon()).then_expect_events(vec![abandoned()]);
+    }
+
+    #[test]
+    fn an_abandoned_payment_is_never_captured_nor_refunded() {
+        let history = vec![opened(), deposited(1, 500, 500), abandoned()];
+        AggregateTest::<Wallet>::given(history.clone()).when(capture(300)).then_expect_events(vec![]);
+        AggregateTest::<Wallet>::given(history.clone())
+            .when(WalletCommand::Refund { payment_id: PAYMENT })
+            .then_expect_error(WalletError::NotCaptured { payment_id: PAYMENT });
+        AggregateTest::<Wallet>::given(history).when(abandon()).then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_decided_payment_is_not_abandoned() {
+        for decided in [captured(300, 200), declined(300)] {
+            AggregateTest::<Wallet>::given(vec![opened(), deposited(1, 500, 500), decided])
+                .when(abandon())
+                .then_expect_events(vec![]);
+        }
+        AggregateTest::<Wallet>::given(vec![opened(), deposited(1, 500, 500), captured(300, 200), refunded(300, 500)])
+            .when(abandon())
+            .then_expect_events(vec![]);
+    }
+
+    fn card_capture(token: CardToken) -> CardPaymentCommand {
+        CardPaymentCommand::Capture {
+            payment_id: PAYMENT,
+            order_id: ORDER,
+            user_id: USER,
+            amount: Money::eur(300),
+            token,
+        }
+    }
+
+    fn card_captured() -> PaymentsEvent {
+        PaymentsEvent::PaymentCaptured {
+            payment_id: PAYMENT,
+            order_id: ORDER,
+            user_id: USER,
+            amount: Money::eur(300),
+            balance: None,
+        }
+    }
+
+    fn card_declined(reason: &str) -> PaymentsEvent {
+        PaymentsEvent::PaymentDeclined {
+            payment_id: PAYMENT,
+            order_id: ORDER,
+            user_id: USER,
+            amount: Money::eur(300),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn card_refunded() -> PaymentsEvent {
+        PaymentsEvent::PaymentRefunded {
+            payment_id: PAYMENT,
+            order_id: ORDER,
+            user_id: USER,
+            amount: Money::eur(300),
+            balance: None,
+        }
+    }
+
+    #[test]
+    fn a_card_payment_is_decided_by_its_token() {
+        for token in [CardToken::Visa, CardToken::Mastercard] {
+            AggregateTest::<CardPayment>::given_no_history()
+                .when(card_capture(token))
+                .then_expect_events(vec![card_captured()]);
+        }
+        AggregateTest::<CardPayment>::given_no_history()
+            .when(card_capture(CardToken::ChargeDeclined))
+            .then_expect_events(vec![card_declined(CARD_DECLINED)]);
+        AggregateTest::<CardPayment>::given_no_history()
+            .when(card_capture(CardToken::InsufficientFunds))
+            .then_expect_events(vec![card_declined(INSUFFICIENT_FUNDS)]);
+    }
+
+    #[test]
+    fn a_card_payment_is_decided_once() {
+        for decided in [card_captured(), card_declined(CARD_DECLINED), abandoned(), card_refunded()] {
+            AggregateTest::<CardPayment>::given(vec![decided.clone()])
+                .when(card_capture(CardToken::Visa))
+                .then_expect_events(vec![]);
+            AggregateTest::<CardPayment>::given(vec![decided])
+                .when(CardPaymentCommand::Abandon { payment_id: PAYMENT, order_id: ORDER, user_id: USER })
+                .then_expect_events(vec![]);
+        }
+        AggregateTest::<CardPayment>::given_no_history()
+            .when(CardPaymentCommand::Abandon { payment_id: PAYMENT, order_id: ORDER, user_id: USER })
+            .then_expect_events(vec![abandoned()]);
+    }
+
+    #[test]
+    fn a_captured_card_payment_is_refunded_once() {
+        let refund = CardPaymentCommand::Refund { payment_id: PAYMENT };
+        AggregateTest::<CardPayment>::given(vec![card_captured()])
+            .when(refund.clone())
+            .then_expect_events(vec![card_refunded()]);
+        AggregateTest::<CardPayment>::given(vec![card_captured(), card_refunded()])
+            .when(refund.clone())
+            .then_expect_events(vec![]);
+        AggregateTest::<CardPayment>::given(vec![card_declined(CARD_DECLINED)])
+            .when(refund.clone())
+            .then_expect_error(CardPaymentError::NotCaptured { payment_id: PAYMENT });
+        AggregateTest::<CardPayment>::given(vec![abandoned()])
+            .when(refund.clone())
+            .then_expect_error(CardPaymentError::NotCaptured { payment_id: PAYMENT });
+        AggregateTest::<CardPayment>::given_no_history()
+            .when(refund)
+            .then_expect_error(CardPaymentError::UnknownPayment { payment_id: PAYMENT });
+    }
+
+    #[test]
     fn the_state_survives_a_snapshot() {
         let state = Wallet::default().apply_all(&[opened(), deposited(1, 500, 500), captured(300, 200)]);
         let json = serde_json::to_string(&state).expect("the state serializes");
@@ -405,13 +711,14 @@ mod tests {
                 transaction_id,
                 amount: positive(amount),
             }),
-            (id(), 1i64..=1_500).prop_map(|(payment_id, amount)| WalletCommand::Capture {
+            (id(), 0i64..=1_500).prop_map(|(payment_id, amount)| WalletCommand::Capture {
                 user_id: USER,
                 payment_id,
                 order_id: payment_id,
-                amount: positive(amount),
+                amount: Money::eur(amount),
             }),
             id().prop_map(|payment_id| WalletCommand::Refund { payment_id }),
+            id().prop_map(|payment_id| WalletCommand::Abandon { user_id: USER, payment_id, order_id: payment_id }),
         ]
     }
 
@@ -430,7 +737,9 @@ mod tests {
                         PaymentsEvent::FundsDeposited { amount, .. } => deposits += amount.amount,
                         PaymentsEvent::PaymentCaptured { amount, .. } => captures += amount.amount,
                         PaymentsEvent::PaymentRefunded { amount, .. } => refunds += amount.amount,
-                        PaymentsEvent::WalletOpened { .. } | PaymentsEvent::PaymentDeclined { .. } => {}
+                        PaymentsEvent::WalletOpened { .. }
+                        | PaymentsEvent::PaymentDeclined { .. }
+                        | PaymentsEvent::PaymentAbandoned { .. } => {}
                     }
                 }
                 state = state.apply_all(&events);

@@ -132,6 +132,7 @@ fn transaction(event: &PaymentsEvent, recorded: &RecordedEvent) -> Option<Wallet
             order_id: Some(order_id),
             at,
         }),
+        // No money moved: a declined or abandoned payment was never taken.
         PaymentsEvent::WalletOpened { .. }
         | PaymentsEvent::PaymentDeclined { .. }
         | PaymentsEvent::PaymentAbandoned { .. } => None,
@@ -160,9 +161,9 @@ fn invalid_field(field: &str, message: String) -> Rejection {
 /// How a refused wallet command is answered.
 fn wallet_rejection(error: WalletError) -> Rejection {
     match error {
-        WalletError::BalanceLimitExceeded { .. } | WalletError::CurrencyMismatch { .. } => {
-            invalid_field("amount", error.to_string())
-        }
+        WalletError::BalanceLimitExceeded { .. }
+        | WalletError::CurrencyMismatch { .. }
+        | WalletError::NegativeAmount { .. } => invalid_field("amount", error.to_string()),
         WalletError::UnknownPayment { .. } => Rejection::new(RejectionKind::NotFound, error.to_string()),
         WalletError::NotCaptured { .. } => Rejection::new(RejectionKind::Conflict, error.to_string()),
     }

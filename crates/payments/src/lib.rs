@@ -1,12 +1,14 @@
 //! The payments service: wallets (event-sourced accounts with a balance), payments and
 //! refunds.
 //!
-//! [`domain`] holds the rules (a user's [`Wallet`](domain::Wallet) aggregate),
-//! [`handlers`] the operations that apply them, and [`start`] serves those operations on
-//! the bus.
+//! [`domain`] holds the rules (a user's [`Wallet`](domain::Wallet) and an order's
+//! [`CardPayment`](domain::CardPayment) aggregates), [`handlers`] the operations that apply
+//! them, [`saga`] the consumers that charge, refund and abandon order payments, and
+//! [`start`] runs it all on the bus.
 
 pub mod domain;
 pub mod handlers;
+pub mod saga;
 
 use std::sync::Arc;
 
@@ -15,11 +17,16 @@ use runtime::{OperationRouter, RunningService, ServiceContext, StartError};
 
 use crate::handlers::WalletHandlers;
 
-/// Serves the payments service's operations on the context's bus until the returned
-/// service is stopped.
+/// Consumes the saga's events and serves the payments service's operations on the
+/// context's bus until the returned service is stopped.
+///
+/// Inventory's and orders' events must be published on the bus first
+/// (`publish_events("inventory", …)`, `publish_events("orders", …)`), since the in-process
+/// bus refuses a consumer whose source it does not know.
 pub async fn start(context: ServiceContext) -> Result<RunningService, StartError> {
+    let consumers = saga::start(&*context.bus, context.store.clone(), context.consumers.clone()).await?;
     let handlers = Arc::new(WalletHandlers::new(context.store.clone()));
-    let server = OperationRouter::new()
+    let served = OperationRouter::new()
         .route::<DepositFunds, _, _>({
             let handlers = handlers.clone();
             move |request, message| {
@@ -42,6 +49,15 @@ pub async fn start(context: ServiceContext) -> Result<RunningService, StartError
             }
         })
         .serve(&*context.bus, SERVICE, "Wallets, payments and refunds")
-        .await?;
-    Ok(RunningService::new().with_server(server))
+        .await;
+    let server = match served {
+        Ok(server) => server,
+        Err(error) => {
+            for consumer in consumers {
+                consumer.stop().await;
+            }
+            return Err(error);
+        }
+    };
+    Ok(consumers.into_iter().fold(RunningService::new().with_server(server), RunningService::with_consumer))
 }

@@ -48,12 +48,15 @@ impl TestShop {
     }
 
     async fn start(extra: &[&str]) -> TestShop {
-        let data_dir = tempfile::tempdir().expect("a temporary directory");
-        let mut arguments = vec!["--listen", "127.0.0.1:0", "--data-dir"];
-        let path = data_dir.path().to_str().expect("a UTF-8 temporary path").to_owned();
-        arguments.push(&path);
+        Self::start_embedded_in(tempfile::tempdir().expect("a temporary directory"), extra).await
+    }
+
+    /// The embedded shop on the data in `directory` (fresh, or left by an earlier shop).
+    pub async fn start_embedded_in(directory: tempfile::TempDir, extra: &[&str]) -> TestShop {
+        let path = directory.path().join("data").to_str().expect("a UTF-8 temporary path").to_owned();
+        let mut arguments = vec!["--listen", "127.0.0.1:0", "--data-dir", &path];
         arguments.extend_from_slice(extra);
-        Self::start_in(data_dir, &arguments, &[]).await
+        Self::start_in(directory, &arguments, &[]).await
     }
 
     /// `eventshop run ARGUMENTS` in `directory` (its working directory), with `environment`
@@ -110,6 +113,12 @@ impl TestShop {
         assert!(status.success());
         let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.expect("exits in time");
         exit.expect("exit status").success()
+    }
+
+    /// Kills the shop with SIGKILL, as a crash would, and hands back its directory.
+    pub async fn kill(mut self) -> tempfile::TempDir {
+        self.child.kill().await.expect("SIGKILL");
+        self.directory
     }
 
     pub async fn token(&self, email: &str, password: &str) -> Tokens {

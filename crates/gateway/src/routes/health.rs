@@ -10,11 +10,14 @@ use crate::extract::Json;
 use crate::state::AppState;
 
 /// The services the gateway's routes call.
-const NEEDED_SERVICES: [&str; 4] = [
+const NEEDED_SERVICES: [&str; 7] = [
     contracts::identity::SERVICE,
     contracts::catalog::SERVICE,
     contracts::inventory::SERVICE,
     contracts::payments::SERVICE,
+    contracts::orders::SERVICE,
+    contracts::cart::SERVICE,
+    contracts::shipping::SERVICE,
 ];
 
 /// The process answers.

@@ -154,6 +154,31 @@ impl From<&Address> for AddressBody {
     }
 }
 
+/// A postal address as an order or a shipment keeps it: what was entered, without an id.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = PostalAddress)]
+pub struct PostalAddressBody {
+    pub name: String,
+    pub line1: String,
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    pub country: String,
+}
+
+impl From<&AddressInput> for PostalAddressBody {
+    fn from(input: &AddressInput) -> Self {
+        PostalAddressBody {
+            name: input.name.to_string(),
+            line1: input.line1.to_string(),
+            line2: input.line2.as_ref().map(ToString::to_string),
+            city: input.city.to_string(),
+            postal_code: input.postal_code.to_string(),
+            country: input.country.to_string(),
+        }
+    }
+}
+
 /// The user's addresses; one page holds them all.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AddressList {

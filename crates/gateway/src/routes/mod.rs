@@ -6,16 +6,19 @@
 //! and from the contracts. Request shapes hold the contracts' newtypes, so that a value
 //! the domain would refuse fails the decode and is reported with its JSON path.
 
+pub mod cart;
 pub mod catalog;
 pub mod health;
 pub mod identity;
 pub mod inventory;
+pub mod orders;
+pub mod shipping;
 pub mod wallet;
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use contracts::values::PageRequest;
 use contracts::{Currency, Money};
 use serde::{Deserialize, Serialize};
@@ -32,7 +35,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/oauth/token", post(identity::token))
         .route("/api/users/me", get(identity::get_profile).patch(identity::change_profile))
         .route("/api/users/me/addresses", get(identity::list_addresses).post(identity::add_address))
-        .route("/api/users/me/addresses/{id}", axum::routing::delete(identity::remove_address))
+        .route("/api/users/me/addresses/{id}", delete(identity::remove_address))
         .route("/api/products", get(catalog::list_products).post(catalog::create_product))
         .route(
             "/api/products/{id}",
@@ -43,6 +46,16 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/wallet", get(wallet::get_wallet))
         .route("/api/wallet/deposits", post(wallet::deposit))
         .route("/api/wallet/transactions", get(wallet::list_transactions))
+        .route("/api/cart", get(cart::get_cart).delete(cart::clear_cart))
+        .route("/api/cart/items/{product_id}", put(cart::set_item).delete(cart::remove_item))
+        .route("/api/cart/checkout", post(cart::checkout))
+        .route("/api/orders", get(orders::list_orders).post(orders::place_order))
+        .route("/api/orders/{id}", get(orders::get_order))
+        .route("/api/orders/{id}/cancel", post(orders::cancel_order))
+        .route("/api/orders/{id}/events", get(orders::order_events))
+        .route("/api/shipments/{order_id}", get(shipping::get_shipment))
+        .route("/api/shipments/{id}/dispatch", post(shipping::dispatch_shipment))
+        .route("/api/shipments/{id}/deliver", post(shipping::deliver_shipment))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(crate::metrics::serve_metrics))
