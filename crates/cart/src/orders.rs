@@ -6,6 +6,7 @@
 //! what the user wants next. A rejected or cancelled order leaves the cart as it is, so the
 //! user can try again.
 
+use runtime::{Recorded, caused_append, record_reaction};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -13,10 +14,7 @@ use contracts::cart::CartEvent;
 use contracts::orders::{self, OrdersEvent};
 use eventshop_core::bus::{Bus, BusError};
 use eventshop_core::consumer::{ConsumerDefinition, ConsumerHandle, ConsumerStorage, EventHandler, HandlerError};
-use eventshop_core::{
-    Aggregate, CommandHandler, EventCodec, EventStore, ExpectedVersion, Metadata, RecordedEvent, StoreError,
-    StreamAppend,
-};
+use eventshop_core::{Aggregate, CommandHandler, EventCodec, EventStore, ExpectedVersion, RecordedEvent};
 use uuid::Uuid;
 
 use crate::domain::{Cart, CartCommand};
@@ -59,23 +57,11 @@ impl OrderReactions {
             let decided = loaded.state.decide(&command).map_err(HandlerError::permanent)?;
             let mut appends = Vec::new();
             if !decided.is_empty() {
-                let events = decided
-                    .iter()
-                    .map(|cart_event| self.cart_codec.encode(cart_event, Metadata::caused_by(event)))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(HandlerError::permanent)?;
-                appends.push(StreamAppend {
-                    stream_id: stream_id.clone(),
-                    expected: ExpectedVersion::after(loaded.version),
-                    events,
-                });
+                let expected = ExpectedVersion::after(loaded.version);
+                appends.push(caused_append(&self.cart_codec, event, stream_id.clone(), expected, &decided)?);
             }
-            match self.store.append_handled(CONSUMER, event.event_id, appends).await {
-                Ok(_) | Err(StoreError::AlreadyHandled { .. }) => return Ok(()),
-                Err(error) if error.is_conflict() => {
-                    tracing::debug!(%stream_id, "the cart changed while reacting; deciding again");
-                }
-                Err(error) => return Err(HandlerError::transient(error)),
+            if record_reaction(&*self.store, CONSUMER, event, appends).await? == Recorded::Done {
+                return Ok(());
             }
         }
         Err(HandlerError::transient(format!("{stream_id} kept changing")))

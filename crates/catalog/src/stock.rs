@@ -7,6 +7,7 @@
 //! from the store come out the same. Ratings from reviews will arrive the same way, through
 //! a `catalog.ratings` consumer recording `RatingChanged`, once reviews exist.
 
+use runtime::{caused_append, record_reaction};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -14,9 +15,7 @@ use contracts::catalog::CatalogEvent;
 use contracts::inventory::{self, InventoryEvent};
 use eventshop_core::bus::Bus;
 use eventshop_core::consumer::{ConsumerDefinition, ConsumerHandle, ConsumerStorage, EventHandler, HandlerError};
-use eventshop_core::{
-    EventCodec, EventStore, ExpectedVersion, Metadata, RecordedEvent, StoreError, StreamAppend, StreamId,
-};
+use eventshop_core::{EventCodec, EventStore, ExpectedVersion, RecordedEvent, StreamId};
 use uuid::Uuid;
 
 /// The consumer's name, which is also its inbox key.
@@ -51,22 +50,13 @@ impl EventHandler for StockRecorder {
         let mut appends = Vec::new();
         if let Some((product_id, levels)) = decoded.levels() {
             let availability = CatalogEvent::AvailabilityChanged { product_id, available: levels.available };
-            let new_event = self
-                .catalog_codec
-                .encode(&availability, Metadata::caused_by(event))
-                .map_err(HandlerError::permanent)?;
             // Any version: the bus hands a stream's events over in order, and the latest
-            // level is all the listing keeps.
-            appends.push(StreamAppend {
-                stream_id: listing_stream(product_id),
-                expected: ExpectedVersion::Any,
-                events: vec![new_event],
-            });
+            // level is all the listing keeps; so this append never conflicts.
+            let stream_id = listing_stream(product_id);
+            appends.push(caused_append(&self.catalog_codec, event, stream_id, ExpectedVersion::Any, &[availability])?);
         }
-        match self.store.append_handled(CONSUMER, event.event_id, appends).await {
-            Ok(_) | Err(StoreError::AlreadyHandled { .. }) => Ok(()),
-            Err(error) => Err(HandlerError::transient(error)),
-        }
+        record_reaction(&*self.store, CONSUMER, event, appends).await?;
+        Ok(())
     }
 }
 

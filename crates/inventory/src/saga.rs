@@ -20,6 +20,7 @@
 //! decided again on fresh state. Appended events carry `Metadata::caused_by` the order's
 //! event, so they belong to the order's transaction.
 
+use runtime::{Recorded, caused_append, record_reaction};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -29,8 +30,8 @@ use contracts::values::{Money, PaymentMethod};
 use eventshop_core::bus::{Bus, BusError};
 use eventshop_core::consumer::{ConsumerDefinition, ConsumerHandle, ConsumerStorage, EventHandler, HandlerError};
 use eventshop_core::{
-    Aggregate, CommandError, CommandHandler, EventCodec, EventStore, ExpectedVersion, Loaded, Metadata, RecordedEvent,
-    StoreError, StreamAppend, StreamId, Version,
+    Aggregate, CommandError, CommandHandler, EventCodec, EventStore, ExpectedVersion, Loaded, RecordedEvent,
+    StreamAppend, StreamId, Version,
 };
 use uuid::Uuid;
 
@@ -130,12 +131,7 @@ impl StockReactions {
         events: &[InventoryEvent],
         cause: &RecordedEvent,
     ) -> Result<StreamAppend, HandlerError> {
-        let events = events
-            .iter()
-            .map(|event| self.codec.encode(event, Metadata::caused_by(cause)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(HandlerError::permanent)?;
-        Ok(StreamAppend { stream_id, expected, events })
+        caused_append(&self.codec, cause, stream_id, expected, events)
     }
 
     /// Records the decision with the inbox. True when it is recorded (now or before);
@@ -146,14 +142,7 @@ impl StockReactions {
         cause: &RecordedEvent,
         appends: Vec<StreamAppend>,
     ) -> Result<bool, HandlerError> {
-        match self.store.append_handled(consumer, cause.event_id, appends).await {
-            Ok(_) | Err(StoreError::AlreadyHandled { .. }) => Ok(true),
-            Err(error) if error.is_conflict() => {
-                tracing::debug!(consumer, event_id = %cause.event_id, "version conflict, deciding again");
-                Ok(false)
-            }
-            Err(error) => Err(HandlerError::transient(error)),
-        }
+        Ok(record_reaction(&*self.store, consumer, cause, appends).await? == Recorded::Done)
     }
 
     /// Holds every line of a placed order, or none: `StockReserved` per product and

@@ -14,6 +14,7 @@
 //! a cancellation) means deciding again on the new state. A reaction that no longer fits
 //! the order is decided as nothing, and that decision is recorded too.
 
+use runtime::{Recorded, caused_append, record_reaction};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -23,10 +24,7 @@ use contracts::payments::{self, PaymentsEvent};
 use contracts::shipping::{self, ShippingEvent};
 use eventshop_core::bus::{Bus, BusError};
 use eventshop_core::consumer::{ConsumerDefinition, ConsumerHandle, ConsumerStorage, EventHandler, HandlerError};
-use eventshop_core::{
-    Aggregate, CommandError, CommandHandler, EventCodec, EventStore, ExpectedVersion, Metadata, RecordedEvent,
-    StoreError, StreamAppend,
-};
+use eventshop_core::{Aggregate, CommandError, CommandHandler, EventCodec, EventStore, ExpectedVersion, RecordedEvent};
 use uuid::Uuid;
 
 use crate::domain::{Order, OrderCommand, OrderError};
@@ -117,10 +115,8 @@ impl SagaReactions {
 
     /// Records that `event` was handled with nothing to do.
     async fn record_nothing(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
-        match self.store.append_handled(self.source.consumer(), event.event_id, Vec::new()).await {
-            Ok(_) | Err(StoreError::AlreadyHandled { .. }) => Ok(()),
-            Err(error) => Err(HandlerError::transient(error)),
-        }
+        record_reaction(&*self.store, self.source.consumer(), event, Vec::new()).await?;
+        Ok(())
     }
 }
 
@@ -154,23 +150,11 @@ impl EventHandler for SagaReactions {
                 tracing::debug!(consumer, %order_id, event_type = %event.event_type, "no longer fits the order");
                 return self.record_nothing(event).await;
             }
-            let metadata = Metadata::caused_by(event);
-            let new_events = events
-                .iter()
-                .map(|order_event| self.codec.encode(order_event, metadata))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(HandlerError::permanent)?;
-            let append = StreamAppend {
-                stream_id: CommandHandler::<Order>::stream_id(order_id),
-                expected: ExpectedVersion::after(loaded.version),
-                events: new_events,
-            };
-            match self.store.append_handled(consumer, event.event_id, vec![append]).await {
-                Ok(_) | Err(StoreError::AlreadyHandled { .. }) => return Ok(()),
-                Err(error) if error.is_conflict() => {
-                    tracing::debug!(consumer, %order_id, "the order changed meanwhile; deciding again");
-                }
-                Err(error) => return Err(HandlerError::transient(error)),
+            let stream_id = CommandHandler::<Order>::stream_id(order_id);
+            let expected = ExpectedVersion::after(loaded.version);
+            let append = caused_append(&self.codec, event, stream_id, expected, &events)?;
+            if record_reaction(&*self.store, consumer, event, vec![append]).await? == Recorded::Done {
+                return Ok(());
             }
         }
         Err(HandlerError::transient(format!("order {order_id} kept changing; gave up after {MAX_ATTEMPTS} attempts")))

@@ -18,6 +18,7 @@
 //! second is refused by its expected version and decided again, so a capture and an
 //! abandonment can never both stand.
 
+use runtime::{Recorded, caused_append, record_reaction};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -28,8 +29,8 @@ use contracts::values::PaymentMethod;
 use eventshop_core::bus::{Bus, BusError};
 use eventshop_core::consumer::{ConsumerDefinition, ConsumerHandle, ConsumerStorage, EventHandler, HandlerError};
 use eventshop_core::{
-    Aggregate, CommandError, CommandHandler, EventCodec, EventStore, ExpectedVersion, Metadata, RecordedEvent,
-    StoreError, StreamAppend, StreamId, Version,
+    Aggregate, CommandError, CommandHandler, EventCodec, EventStore, ExpectedVersion, RecordedEvent, StreamAppend,
+    StreamId, Version,
 };
 use uuid::Uuid;
 
@@ -106,12 +107,7 @@ impl PaymentReactions {
         if events.is_empty() {
             return Ok(None);
         }
-        let events = events
-            .iter()
-            .map(|event| self.codec.encode(event, Metadata::caused_by(cause)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(HandlerError::permanent)?;
-        Ok(Some(StreamAppend { stream_id, expected: ExpectedVersion::after(version), events }))
+        caused_append(&self.codec, cause, stream_id, ExpectedVersion::after(version), events).map(Some)
     }
 
     /// Records the decision with the inbox. True when it is recorded (now or before);
@@ -122,14 +118,7 @@ impl PaymentReactions {
         cause: &RecordedEvent,
         appends: Vec<StreamAppend>,
     ) -> Result<bool, HandlerError> {
-        match self.store.append_handled(consumer, cause.event_id, appends).await {
-            Ok(_) | Err(StoreError::AlreadyHandled { .. }) => Ok(true),
-            Err(error) if error.is_conflict() => {
-                tracing::debug!(consumer, event_id = %cause.event_id, "version conflict, deciding again");
-                Ok(false)
-            }
-            Err(error) => Err(HandlerError::transient(error)),
-        }
+        Ok(record_reaction(&*self.store, consumer, cause, appends).await? == Recorded::Done)
     }
 
     /// Charges the order's payment: on the wallet, or by card. Decided once; an abandoned

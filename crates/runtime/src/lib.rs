@@ -3,11 +3,13 @@
 //! in-process bus of the embedded deployment and its settings file.
 
 pub mod in_process;
+pub mod reaction;
 pub mod service;
 pub mod settings;
 pub mod view;
 
 pub use in_process::InProcessBus;
+pub use reaction::{Recorded, caused_append, record_reaction};
 pub use service::{OperationRouter, RunningService, ServiceContext, StartError, command_rejection, internal};
 pub use settings::load_settings_file;
 pub use view::{LiveView, View};

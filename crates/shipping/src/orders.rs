@@ -5,6 +5,7 @@
 //! the reaction finds the shipment of an order without a lookup table, and the gateway
 //! finds it from the order id alone.
 
+use runtime::{Recorded, caused_append, record_reaction};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -12,10 +13,7 @@ use contracts::orders::{self, OrdersEvent};
 use contracts::shipping::{ShippingEvent, shipment_id};
 use eventshop_core::bus::{Bus, BusError};
 use eventshop_core::consumer::{ConsumerDefinition, ConsumerHandle, ConsumerStorage, EventHandler, HandlerError};
-use eventshop_core::{
-    Aggregate, CommandHandler, EventCodec, EventStore, ExpectedVersion, Metadata, RecordedEvent, StoreError,
-    StreamAppend,
-};
+use eventshop_core::{Aggregate, CommandHandler, EventCodec, EventStore, ExpectedVersion, RecordedEvent};
 use uuid::Uuid;
 
 use crate::domain::{Shipment, ShipmentCommand};
@@ -63,23 +61,11 @@ impl OrderReactions {
             let decided = loaded.state.decide(&command).map_err(HandlerError::permanent)?;
             let mut appends = Vec::new();
             if !decided.is_empty() {
-                let events = decided
-                    .iter()
-                    .map(|shipping_event| self.shipping_codec.encode(shipping_event, Metadata::caused_by(event)))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(HandlerError::permanent)?;
-                appends.push(StreamAppend {
-                    stream_id: stream_id.clone(),
-                    expected: ExpectedVersion::after(loaded.version),
-                    events,
-                });
+                let expected = ExpectedVersion::after(loaded.version);
+                appends.push(caused_append(&self.shipping_codec, event, stream_id.clone(), expected, &decided)?);
             }
-            match self.store.append_handled(CONSUMER, event.event_id, appends).await {
-                Ok(_) | Err(StoreError::AlreadyHandled { .. }) => return Ok(()),
-                Err(error) if error.is_conflict() => {
-                    tracing::debug!(%stream_id, "the shipment changed while reacting; deciding again");
-                }
-                Err(error) => return Err(HandlerError::transient(error)),
+            if record_reaction(&*self.store, CONSUMER, event, appends).await? == Recorded::Done {
+                return Ok(());
             }
         }
         Err(HandlerError::transient(format!("{stream_id} kept changing")))
