@@ -2,30 +2,12 @@
 //! Each flow runs on the embedded deployment, and again on PostgreSQL + NATS (skipped
 //! outside CI when those are not reachable).
 
+#[macro_use]
 mod support;
 
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 use support::{TestShop, eventually, send, split};
-
-macro_rules! on_both_deployments {
-    ($($flow:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $flow() {
-                super::$flow(&super::TestShop::embedded().await).await;
-            })*
-        }
-        mod distributed {
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $flow() {
-                if let Some(shop) = super::TestShop::distributed().await {
-                    super::$flow(&shop).await;
-                }
-            })*
-        }
-    };
-}
 
 on_both_deployments!(identity, catalog, inventory_and_listing, wallet);
 

@@ -1,6 +1,7 @@
 //! The checkout saga end to end through HTTP (SPEC §2, §3): every path, the races, and a
 //! crash. Flows run on the embedded deployment and on PostgreSQL + NATS.
 
+#[macro_use]
 mod support;
 
 use std::collections::BTreeMap;
@@ -9,25 +10,6 @@ use futures::future::join_all;
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 use support::{TestShop, eventually, send};
-
-macro_rules! on_both_deployments {
-    ($($flow:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $flow() {
-                super::$flow(&super::TestShop::embedded().await).await;
-            })*
-        }
-        mod distributed {
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $flow() {
-                if let Some(shop) = super::TestShop::distributed().await {
-                    super::$flow(&shop).await;
-                }
-            })*
-        }
-    };
-}
 
 on_both_deployments!(
     a_wallet_order_is_confirmed_shipped_and_delivered,

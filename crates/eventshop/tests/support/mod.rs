@@ -5,7 +5,7 @@
 //! bus. `TestShop::distributed()` runs it on a fresh PostgreSQL database and a fresh NATS
 //! namespace; outside CI it skips (returns `None`) when either server is unreachable.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -15,6 +15,27 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
+
+/// Declares each flow (an `async fn(&TestShop)` of the test file) as two tests: one on the
+/// embedded deployment, one on PostgreSQL + NATS.
+macro_rules! on_both_deployments {
+    ($($flow:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $flow() {
+                super::$flow(&$crate::support::TestShop::embedded().await).await;
+            })*
+        }
+        mod distributed {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $flow() {
+                if let Some(shop) = $crate::support::TestShop::distributed().await {
+                    super::$flow(&shop).await;
+                }
+            })*
+        }
+    };
+}
 
 pub const ADMIN_EMAIL: &str = "admin@shop.test";
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
