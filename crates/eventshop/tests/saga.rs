@@ -116,6 +116,15 @@ async fn a_wallet_order_is_confirmed_shipped_and_delivered(shop: &TestShop) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, mine) = send(shop.request(Method::GET, "/api/orders").bearer_auth(&buyer)).await;
     assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+    let (_, theirs) = send(shop.request(Method::GET, "/api/orders").bearer_auth(&stranger)).await;
+    assert!(theirs["items"].as_array().unwrap().is_empty());
+    let listed = |page: &Value| page["items"].as_array().unwrap().iter().any(|order| order["id"] == order_id.as_str());
+    let (_, confirmed) =
+        send(shop.request(Method::GET, "/api/orders?status=confirmed&limit=100").bearer_auth(&admin)).await;
+    assert!(listed(&confirmed), "an admin sees every order, by status");
+    let (_, rejected) =
+        send(shop.request(Method::GET, "/api/orders?status=rejected&limit=100").bearer_auth(&admin)).await;
+    assert!(!listed(&rejected));
 
     // Shipping: the shipment appears, is dispatched, then cancelling is too late.
     let shipment = eventually("the shipment", || async {
@@ -397,7 +406,10 @@ async fn a_crash_loses_no_accepted_order() {
         spent += charged;
     }
     let accepted_count: usize = accepted.iter().map(Vec::len).sum();
-    eprintln!("{accepted_count} orders accepted before the crash, {confirmed} confirmed, {} units charged", spent / PRICE);
+    eprintln!(
+        "{accepted_count} orders accepted before the crash, {confirmed} confirmed, {} units charged",
+        spent / PRICE
+    );
     assert!(confirmed <= UNITS, "never oversold");
     let levels = eventually("the stock settled", || async {
         let levels = stock(&shop, &admin, &product).await;
