@@ -64,7 +64,8 @@ impl TestShop {
         if let Err(error) = tokio::net::TcpStream::connect(nats.trim_start_matches("nats://")).await {
             return eventshop_core::testing::skip_unless_ci(format!("NATS not reachable at {nats}: {error}"));
         }
-        let namespace = format!("it{}", &Uuid::now_v7().simple().to_string()[16..]);
+        sweep_old_namespaces(&nats).await;
+        let namespace = format!("{TEST_NAMESPACE_PREFIX}{}", &Uuid::now_v7().simple().to_string()[16..]);
         Some(Self::start(&["--store", &database, "--bus", &nats, "--namespace", &namespace]).await)
     }
 
@@ -220,6 +221,45 @@ where
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Test shops on NATS live in namespaces `it<16 hex digits>`.
+const TEST_NAMESPACE_PREFIX: &str = "it";
+
+/// JetStream streams of test namespaces older than this are left over from earlier runs
+/// (a test cannot clean up after itself: there is no async drop).
+const LEFTOVER_AGE: Duration = Duration::from_secs(60 * 60);
+
+/// Deletes the event streams of earlier runs' test namespaces, once per test process.
+async fn sweep_old_namespaces(url: &str) {
+    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    SWEPT
+        .get_or_init(|| async {
+            use futures::StreamExt;
+            let Ok(client) = async_nats::connect(url).await else { return };
+            let jetstream = async_nats::jetstream::new(client);
+            let mut names = jetstream.stream_names();
+            let mut old = Vec::new();
+            while let Some(Ok(name)) = names.next().await {
+                let is_test = name
+                    .strip_prefix(TEST_NAMESPACE_PREFIX)
+                    .and_then(|rest| rest.split_once("_events_"))
+                    .is_some_and(|(suffix, _)| suffix.len() == 16 && suffix.chars().all(|c| c.is_ascii_hexdigit()));
+                if is_test {
+                    old.push(name);
+                }
+            }
+            for name in old {
+                let Ok(mut stream) = jetstream.get_stream(&name).await else { continue };
+                let Ok(info) = stream.info().await else { continue };
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                let age = now.as_secs().saturating_sub(u64::try_from(info.created.unix_timestamp()).unwrap_or(0));
+                if age > LEFTOVER_AGE.as_secs() {
+                    let _ = jetstream.delete_stream(&name).await;
+                }
+            }
+        })
+        .await;
 }
 
 /// A new, empty database on the test PostgreSQL server, as a URL.
