@@ -21,7 +21,7 @@ use eventshop_core::consumer::ConsumerStorage;
 use eventshop_core::settings::Settings;
 use futures::future::BoxFuture;
 use runtime::{InProcessBus, RunningService, ServiceContext, StartError};
-use store_postgres::PgEventStore;
+use store_postgres::{PgEventStore, PoolSettings};
 use store_sqlite::{SqliteEventStore, SqliteStoreOptions};
 use uuid::Uuid;
 
@@ -40,6 +40,12 @@ const SERVICES: &[(&str, Start)] = &[
     (contracts::cart::SERVICE, |context| Box::pin(cart::start(context))),
     (contracts::shipping::SERVICE, |context| Box::pin(shipping::start(context))),
 ];
+
+/// Connections each service's store may hold. Seven services share the server's
+/// `max_connections` (100 by default) with every other process of the deployment; a
+/// service's work is short transactions, and appends of one store are batched by
+/// PostgreSQL's group commit rather than by more connections.
+const POSTGRES_CONNECTIONS_PER_SERVICE: u32 = 4;
 
 /// The longest an admin command waits for a service at start.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -125,8 +131,9 @@ async fn open_store(config: &Config, service: &str) -> anyhow::Result<(Arc<dyn E
             (store.clone(), store)
         }
         StoreChoice::Postgres { url } => {
+            let pool = PoolSettings { max_connections: POSTGRES_CONNECTIONS_PER_SERVICE, ..PoolSettings::default() };
             let store = Arc::new(
-                PgEventStore::connect(url, service)
+                PgEventStore::connect_with(url, service, &pool)
                     .await
                     .with_context(|| format!("cannot open the {service} schema of {url}"))?,
             );

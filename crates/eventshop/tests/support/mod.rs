@@ -49,6 +49,8 @@ pub struct TestShop {
     child: Child,
     /// The working directory; embedded shops keep their data in it.
     directory: tempfile::TempDir,
+    /// A distributed shop's place among the few that may run at once.
+    _permit: Option<tokio::sync::SemaphorePermit<'static>>,
 }
 
 impl TestShop {
@@ -59,6 +61,10 @@ impl TestShop {
 
     /// Everything on a new PostgreSQL database and a new NATS namespace.
     pub async fn distributed() -> Option<TestShop> {
+        // Each shop holds a few dozen PostgreSQL connections; more shops at once than this
+        // would exhaust the server's max_connections.
+        static AT_ONCE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+        let permit = AT_ONCE.acquire().await.expect("the semaphore is never closed");
         let database = fresh_database().await?;
         let nats = std::env::var("EVENTSHOP_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
         if let Err(error) = tokio::net::TcpStream::connect(nats.trim_start_matches("nats://")).await {
@@ -66,7 +72,9 @@ impl TestShop {
         }
         sweep_old_namespaces(&nats).await;
         let namespace = format!("{TEST_NAMESPACE_PREFIX}{}", &Uuid::now_v7().simple().to_string()[16..]);
-        Some(Self::start(&["--store", &database, "--bus", &nats, "--namespace", &namespace]).await)
+        let mut shop = Self::start(&["--store", &database, "--bus", &nats, "--namespace", &namespace]).await;
+        shop._permit = Some(permit);
+        Some(shop)
     }
 
     async fn start(extra: &[&str]) -> TestShop {
@@ -112,7 +120,7 @@ impl TestShop {
         let base = first.strip_prefix("eventshop listening on ").expect("the address line").trim().to_owned();
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        TestShop { base, client: Client::new(), child, directory }
+        TestShop { base, client: Client::new(), child, directory, _permit: None }
     }
 
     /// The directory the shop runs in (its working directory).
