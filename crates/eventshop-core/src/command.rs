@@ -124,6 +124,12 @@ impl<A: Aggregate> CommandHandler<A> {
             loaded.state = loaded.state.apply(&event);
             loaded.version = recorded.stream_version;
         }
+        // Remember what was read, not only what this handler appended: streams that others
+        // append to (a saga reaction's `append_handled`, another instance) would otherwise
+        // be read from the same old version on every load, longer each time.
+        if !events.is_empty() {
+            self.remember(stream_id, &loaded.state, loaded.version);
+        }
         Ok(loaded)
     }
 
