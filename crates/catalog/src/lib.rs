@@ -39,6 +39,7 @@ pub async fn start(context: ServiceContext) -> Result<RunningService, StartError
     };
     let catalog = Arc::new(Catalog::new(context.store.clone(), listing));
     let served = router(catalog)
+        .with_health_check(context.store.clone())
         .serve(&*context.bus, SERVICE, "products, prices and categories, and the listing shoppers browse")
         .await;
     let server = match served {

@@ -119,6 +119,10 @@ impl MessageContext {
     }
 }
 
+/// The operation every service answers to say that it runs and can read its own store;
+/// what readiness checks are built on.
+pub const CHECK_HEALTH: &str = "CheckHealth";
+
 /// A command or query addressed to one service.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {

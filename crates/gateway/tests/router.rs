@@ -147,6 +147,7 @@ impl RequestHandler for FakeServices {
     async fn handle(&self, request: Request) -> Reply {
         self.received.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(request.clone());
         match request.operation.as_str() {
+            "CheckHealth" => reply_body(&json!({"store": "ok", "head_position": 0})),
             "RegisterUser" => {
                 let command: RegisterUser = request_body(&request)?;
                 if command.email.as_str() == "taken@example.com" {
@@ -266,6 +267,7 @@ struct Gateway {
 
 async fn serve_fakes(bus: &InProcessBus, services: &Arc<FakeServices>, names: &[&str]) -> Vec<Box<dyn Running>> {
     let operations = [
+        "CheckHealth",
         "RegisterUser",
         "LogIn",
         "GetUser",

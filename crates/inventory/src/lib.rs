@@ -25,6 +25,7 @@ pub async fn start(context: ServiceContext) -> Result<RunningService, StartError
     let consumers = saga::start(&*context.bus, context.store.clone(), context.consumers.clone()).await?;
     let handlers = Arc::new(InventoryHandlers::new(context.store.clone()));
     let served = OperationRouter::new()
+        .with_health_check(context.store.clone())
         .route::<Restock, _, _>({
             let handlers = handlers.clone();
             move |request, message| {

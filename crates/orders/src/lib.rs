@@ -45,7 +45,10 @@ pub async fn start(context: ServiceContext) -> Result<RunningService, StartError
             }
         };
     let service = Arc::new(Orders::new(context.store.clone(), context.bus.clone(), orders.clone(), view.clone()));
-    let served = router(service).serve(&*context.bus, SERVICE, "orders, their status history and deadlines").await;
+    let served = router(service)
+        .with_health_check(context.store.clone())
+        .serve(&*context.bus, SERVICE, "orders, their status history and deadlines")
+        .await;
     let server = match served {
         Ok(server) => server,
         Err(error) => {

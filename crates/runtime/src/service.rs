@@ -67,6 +67,22 @@ impl OperationRouter {
         self
     }
 
+    /// Also answers [`CHECK_HEALTH`](eventshop_core::bus::CHECK_HEALTH): whether this instance can read its own store. The
+    /// gateway's readiness asks every service (SPEC §4: "stores and bus reachable").
+    pub fn with_health_check(mut self, store: Arc<dyn EventStore>) -> Self {
+        let boxed: BoxedHandler = Box::new(move |_request: Request| {
+            let store = store.clone();
+            Box::pin(async move {
+                match store.head_position().await {
+                    Ok(head) => reply_body(&serde_json::json!({ "store": "ok", "head_position": head.0 })),
+                    Err(error) => Err(internal(error)),
+                }
+            })
+        });
+        self.handlers.insert(eventshop_core::bus::CHECK_HEALTH, boxed);
+        self
+    }
+
     /// The operation names, sorted.
     pub fn operations(&self) -> Vec<String> {
         let mut names: Vec<String> = self.handlers.keys().map(|name| (*name).to_owned()).collect();
@@ -171,4 +187,29 @@ pub fn command_rejection<E: std::error::Error + 'static>(
 pub fn internal(error: impl std::error::Error) -> Rejection {
     tracing::error!(error = %error, cause = ?std::error::Error::source(&error), "request failed");
     Rejection::new(RejectionKind::Internal, "internal error")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eventshop_core::bus::{CHECK_HEALTH, MessageContext};
+    use eventshop_core::{ExpectedVersion, InMemoryEventStore, Metadata, NewEvent, Payload, StreamId};
+
+    #[tokio::test]
+    async fn a_health_check_reads_the_store() {
+        let store = Arc::new(InMemoryEventStore::new());
+        let event =
+            NewEvent::new("Noted", 1, Payload::from_json_unchecked("{}".into()), Metadata::new_transaction(None));
+        store.append(&StreamId::new("note", 1), ExpectedVersion::Any, vec![event]).await.unwrap();
+        let router = OperationRouter::new().with_health_check(store);
+        assert!(router.operations().contains(&CHECK_HEALTH.to_owned()));
+        let request = Request {
+            service: "notes".into(),
+            operation: CHECK_HEALTH.into(),
+            context: MessageContext::new_transaction(None),
+            body: Payload::from_json_unchecked("{}".into()),
+        };
+        let reply = router.handle(request).await.unwrap().to_value().unwrap();
+        assert_eq!(reply, serde_json::json!({"store": "ok", "head_position": 1}));
+    }
 }

@@ -102,7 +102,7 @@ fn parse_options() -> Result<Options, String> {
             "--window" => options.window = number(&value)?.max(1),
             "--rate" => {
                 let rate = value.parse::<f64>().map_err(|_| format!("--rate: not a number: {value}"))?;
-                if !(rate > 0.0) {
+                if rate.is_nan() || rate <= 0.0 {
                     return Err("--rate must be above 0".to_owned());
                 }
                 options.rate = Some(rate);

@@ -1,10 +1,14 @@
 //! Liveness and readiness. Live: the process answers. Ready: every service the gateway
-//! routes to has at least one instance on the bus, found by discovery.
+//! routes to answers on the bus that it can read its own store (SPEC §4: "stores and bus
+//! reachable").
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use eventshop_core::Payload;
+use eventshop_core::bus::{CHECK_HEALTH, MessageContext, Request};
 
 use crate::extract::Json;
 use crate::state::AppState;
@@ -20,6 +24,9 @@ const NEEDED_SERVICES: [&str; 7] = [
     contracts::shipping::SERVICE,
 ];
 
+/// How long a service has to say it is healthy.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The process answers.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Liveness {
@@ -32,7 +39,7 @@ pub struct Liveness {
 pub struct Readiness {
     /// `ok` or `unavailable`.
     pub status: String,
-    /// The services with no instance running.
+    /// The services that did not answer, or cannot read their store.
     pub missing: Vec<String>,
 }
 
@@ -53,22 +60,34 @@ pub(crate) async fn live() -> Json<Liveness> {
     path = "/health/ready",
     tag = "operations",
     responses(
-        (status = 200, description = "Every service is running", body = Readiness),
-        (status = 503, description = "Some service is not running, or the bus cannot be reached", body = Readiness),
+        (status = 200, description = "Every service answers and reads its store", body = Readiness),
+        (status = 503, description = "Some service is not running or cannot read its store, or the bus cannot be reached", body = Readiness),
     )
 )]
 pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let missing: Vec<String> = match state.bus.discover().await {
-        Ok(instances) => NEEDED_SERVICES
-            .iter()
-            .filter(|service| !instances.iter().any(|instance| instance.name == **service))
-            .map(|service| (*service).to_owned())
-            .collect(),
-        Err(error) => {
-            tracing::warn!(%error, "discovery failed; not ready");
-            NEEDED_SERVICES.iter().map(|service| (*service).to_owned()).collect()
+    let checks = NEEDED_SERVICES.iter().map(|service| {
+        let request = Request {
+            service: (*service).to_owned(),
+            operation: CHECK_HEALTH.to_owned(),
+            context: MessageContext::new_transaction(None),
+            body: Payload::from_json_unchecked("{}".to_owned()),
+        };
+        let bus = state.bus.clone();
+        async move {
+            match bus.request(request, HEALTH_TIMEOUT).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(rejection)) => {
+                    tracing::warn!(service, %rejection, "not ready: the service cannot read its store");
+                    Some((*service).to_owned())
+                }
+                Err(error) => {
+                    tracing::warn!(service, %error, "not ready: the service does not answer");
+                    Some((*service).to_owned())
+                }
+            }
         }
-    };
+    });
+    let missing: Vec<String> = futures::future::join_all(checks).await.into_iter().flatten().collect();
     if missing.is_empty() {
         (StatusCode::OK, Json(Readiness { status: "ok".to_owned(), missing }))
     } else {
