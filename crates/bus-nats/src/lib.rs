@@ -18,6 +18,7 @@ pub mod discovery;
 pub mod relay;
 pub mod requests;
 pub mod subjects;
+pub mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,19 +5,11 @@
 use std::sync::Arc;
 
 use bus_conformance::TestBus;
-use bus_nats::{Namespace, NatsBus};
+use bus_nats::NatsBus;
 
 async fn open() -> Option<TestBus> {
-    let url = std::env::var("EVENTSHOP_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
-    let namespace = Namespace::new(format!("t{}", &uuid::Uuid::now_v7().simple().to_string()[16..])).expect("name");
-    let connect =
-        || async_nats::ConnectOptions::new().connection_timeout(std::time::Duration::from_secs(3)).connect(&url);
-    let (first, second) = match (connect().await, connect().await) {
-        (Ok(first), Ok(second)) => (first, second),
-        (Err(error), _) | (_, Err(error)) => {
-            return eventshop_core::testing::skip_unless_ci(format!("NATS not reachable at {url}: {error}"));
-        }
-    };
+    let namespace = bus_nats::testing::fresh_namespace("t");
+    let (first, second) = (bus_nats::testing::connect("t").await?, bus_nats::testing::connect("t").await?);
     Some(TestBus {
         first: Arc::new(NatsBus::from_client(first, namespace.clone())),
         second: Arc::new(NatsBus::from_client(second, namespace)),

@@ -18,21 +18,13 @@ use tokio::sync::watch;
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn fresh_namespace() -> Namespace {
-    Namespace::new(format!("t{}", &uuid::Uuid::now_v7().simple().to_string()[16..])).expect("name")
-}
-
-async fn connect(url: &str) -> Option<async_nats::Client> {
-    match async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(3)).connect(url).await {
-        Ok(client) => Some(client),
-        Err(error) => skip_unless_ci(format!("NATS not reachable at {url}: {error}")),
-    }
+    bus_nats::testing::fresh_namespace("t")
 }
 
 /// Two instances of one fresh namespace on the shared server.
 async fn two_instances() -> Option<(NatsBus, NatsBus)> {
-    let url = std::env::var("EVENTSHOP_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
     let namespace = fresh_namespace();
-    let (first, second) = (connect(&url).await?, connect(&url).await?);
+    let (first, second) = (bus_nats::testing::connect("t").await?, bus_nats::testing::connect("t").await?);
     Some((NatsBus::from_client(first, namespace.clone()), NatsBus::from_client(second, namespace)))
 }
 

@@ -20,20 +20,12 @@ use futures::StreamExt;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-fn nats_url() -> String {
-    std::env::var("EVENTSHOP_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
-}
-
 fn fresh_namespace() -> Namespace {
-    Namespace::new(format!("t{}", &uuid::Uuid::now_v7().simple().to_string()[16..])).expect("name")
+    bus_nats::testing::fresh_namespace("t")
 }
 
 async fn connect() -> Option<async_nats::Client> {
-    let url = nats_url();
-    match async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(3)).connect(&url).await {
-        Ok(client) => Some(client),
-        Err(error) => eventshop_core::testing::skip_unless_ci(format!("NATS not reachable at {url}: {error}")),
-    }
+    bus_nats::testing::connect("t").await
 }
 
 /// Two connections in one fresh namespace: a server and a caller.

@@ -26,7 +26,7 @@ fn skip<T>(why: String) -> Option<T> {
 
 /// A namespace no other test run uses.
 pub fn namespace() -> Namespace {
-    Namespace::new(format!("t{}", &Uuid::now_v7().simple().to_string()[16..])).expect("a valid namespace")
+    bus_nats::testing::fresh_namespace("t")
 }
 
 /// A name no other test uses.
@@ -37,11 +37,7 @@ pub fn unique(prefix: &str) -> String {
 /// A client of the shared NATS server (`EVENTSHOP_TEST_NATS_URL`, default
 /// `nats://127.0.0.1:4222`), or None to skip.
 pub async fn shared_client() -> Option<async_nats::Client> {
-    let url = std::env::var("EVENTSHOP_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
-    match async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(3)).connect(&url).await {
-        Ok(client) => Some(client),
-        Err(error) => skip(format!("NATS not reachable at {url}: {error}")),
-    }
+    bus_nats::testing::connect("t").await
 }
 
 /// A nats-server of the test's own, with JetStream on a free port and a store directory

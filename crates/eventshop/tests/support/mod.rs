@@ -66,13 +66,12 @@ impl TestShop {
         static AT_ONCE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
         let permit = AT_ONCE.acquire().await.expect("the semaphore is never closed");
         let database = fresh_database().await?;
-        let nats = std::env::var("EVENTSHOP_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
-        if let Err(error) = tokio::net::TcpStream::connect(nats.trim_start_matches("nats://")).await {
-            return eventshop_core::testing::skip_unless_ci(format!("NATS not reachable at {nats}: {error}"));
-        }
-        sweep_old_namespaces(&nats).await;
-        let namespace = format!("{TEST_NAMESPACE_PREFIX}{}", &Uuid::now_v7().simple().to_string()[16..]);
-        let mut shop = Self::start(&["--store", &database, "--bus", &nats, "--namespace", &namespace]).await;
+        // Connecting first also sweeps away earlier runs' test namespaces.
+        bus_nats::testing::connect(TEST_NAMESPACE_PREFIX).await?;
+        let nats = bus_nats::testing::test_url();
+        let namespace = bus_nats::testing::fresh_namespace(TEST_NAMESPACE_PREFIX);
+        let namespace = namespace.as_str();
+        let mut shop = Self::start(&["--store", &database, "--bus", &nats, "--namespace", namespace]).await;
         shop._permit = Some(permit);
         Some(shop)
     }
@@ -233,42 +232,6 @@ where
 
 /// Test shops on NATS live in namespaces `it<16 hex digits>`.
 const TEST_NAMESPACE_PREFIX: &str = "it";
-
-/// JetStream streams of test namespaces older than this are left over from earlier runs
-/// (a test cannot clean up after itself: there is no async drop).
-const LEFTOVER_AGE: Duration = Duration::from_secs(60 * 60);
-
-/// Deletes the event streams of earlier runs' test namespaces, once per test process.
-async fn sweep_old_namespaces(url: &str) {
-    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
-    SWEPT
-        .get_or_init(|| async {
-            use futures::StreamExt;
-            let Ok(client) = async_nats::connect(url).await else { return };
-            let jetstream = async_nats::jetstream::new(client);
-            let mut names = jetstream.stream_names();
-            let mut old = Vec::new();
-            while let Some(Ok(name)) = names.next().await {
-                let is_test = name
-                    .strip_prefix(TEST_NAMESPACE_PREFIX)
-                    .and_then(|rest| rest.split_once("_events_"))
-                    .is_some_and(|(suffix, _)| suffix.len() == 16 && suffix.chars().all(|c| c.is_ascii_hexdigit()));
-                if is_test {
-                    old.push(name);
-                }
-            }
-            for name in old {
-                let Ok(mut stream) = jetstream.get_stream(&name).await else { continue };
-                let Ok(info) = stream.info().await else { continue };
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                let age = now.as_secs().saturating_sub(u64::try_from(info.created.unix_timestamp()).unwrap_or(0));
-                if age > LEFTOVER_AGE.as_secs() {
-                    let _ = jetstream.delete_stream(&name).await;
-                }
-            }
-        })
-        .await;
-}
 
 /// A new, empty database on the test PostgreSQL server, as a URL.
 async fn fresh_database() -> Option<String> {
