@@ -26,17 +26,11 @@ use crate::handlers::CartHandlers;
 pub async fn start(context: ServiceContext) -> Result<RunningService, StartError> {
     let reactions = orders::start(&*context.bus, context.store.clone(), context.consumers.clone()).await?;
     let handlers = Arc::new(CartHandlers::new(context.store.clone(), context.bus.clone()));
-    let served = router(handlers)
-        .with_health_check(context.store.clone())
-        .serve(&*context.bus, SERVICE, "one cart per user, checked out into orders")
-        .await;
-    match served {
-        Ok(server) => Ok(RunningService::new().with_server(server).with_consumer(reactions)),
-        Err(error) => {
-            reactions.stop().await;
-            Err(error)
-        }
-    }
+    let router = router(handlers).with_health_check(context.store.clone());
+    RunningService::new()
+        .with_consumer(reactions)
+        .serving(router, &*context.bus, SERVICE, "one cart per user, checked out into orders")
+        .await
 }
 
 fn router(handlers: Arc<CartHandlers>) -> OperationRouter {

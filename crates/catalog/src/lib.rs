@@ -38,19 +38,13 @@ pub async fn start(context: ServiceContext) -> Result<RunningService, StartError
         }
     };
     let catalog = Arc::new(Catalog::new(context.store.clone(), listing));
-    let served = router(catalog)
-        .with_health_check(context.store.clone())
-        .serve(&*context.bus, SERVICE, "products, prices and categories, and the listing shoppers browse")
-        .await;
-    let server = match served {
-        Ok(server) => server,
-        Err(error) => {
-            stock.stop().await;
-            follower.stop().await;
-            return Err(error);
-        }
-    };
-    Ok(RunningService::new().with_server(server).with_consumer(stock).with_task(follower))
+    let router = router(catalog).with_health_check(context.store.clone());
+    let description = "products, prices and categories, and the listing shoppers browse";
+    RunningService::new()
+        .with_consumer(stock)
+        .with_task(follower)
+        .serving(router, &*context.bus, SERVICE, description)
+        .await
 }
 
 fn router(catalog: Arc<Catalog>) -> OperationRouter {

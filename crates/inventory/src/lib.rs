@@ -24,7 +24,7 @@ use crate::handlers::InventoryHandlers;
 pub async fn start(context: ServiceContext) -> Result<RunningService, StartError> {
     let consumers = saga::start(&*context.bus, context.store.clone(), context.consumers.clone()).await?;
     let handlers = Arc::new(InventoryHandlers::new(context.store.clone()));
-    let served = OperationRouter::new()
+    let router = OperationRouter::new()
         .with_health_check(context.store.clone())
         .route::<Restock, _, _>({
             let handlers = handlers.clone();
@@ -39,17 +39,9 @@ pub async fn start(context: ServiceContext) -> Result<RunningService, StartError
                 let handlers = handlers.clone();
                 async move { handlers.get_inventory(request, message).await }
             }
-        })
-        .serve(&*context.bus, SERVICE, "Stock per product and the reservations that hold it for orders")
-        .await;
-    let server = match served {
-        Ok(server) => server,
-        Err(error) => {
-            for consumer in consumers {
-                consumer.stop().await;
-            }
-            return Err(error);
-        }
-    };
-    Ok(consumers.into_iter().fold(RunningService::new().with_server(server), RunningService::with_consumer))
+        });
+    RunningService::new()
+        .with_consumers(consumers)
+        .serving(router, &*context.bus, SERVICE, "Stock per product and the reservations that hold it for orders")
+        .await
 }

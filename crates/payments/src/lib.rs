@@ -26,7 +26,7 @@ use crate::handlers::WalletHandlers;
 pub async fn start(context: ServiceContext) -> Result<RunningService, StartError> {
     let consumers = saga::start(&*context.bus, context.store.clone(), context.consumers.clone()).await?;
     let handlers = Arc::new(WalletHandlers::new(context.store.clone()));
-    let served = OperationRouter::new()
+    let router = OperationRouter::new()
         .with_health_check(context.store.clone())
         .route::<DepositFunds, _, _>({
             let handlers = handlers.clone();
@@ -48,17 +48,9 @@ pub async fn start(context: ServiceContext) -> Result<RunningService, StartError
                 let handlers = handlers.clone();
                 async move { handlers.list_transactions(request, message).await }
             }
-        })
-        .serve(&*context.bus, SERVICE, "Wallets, payments and refunds")
-        .await;
-    let server = match served {
-        Ok(server) => server,
-        Err(error) => {
-            for consumer in consumers {
-                consumer.stop().await;
-            }
-            return Err(error);
-        }
-    };
-    Ok(consumers.into_iter().fold(RunningService::new().with_server(server), RunningService::with_consumer))
+        });
+    RunningService::new()
+        .with_consumers(consumers)
+        .serving(router, &*context.bus, SERVICE, "Wallets, payments and refunds")
+        .await
 }

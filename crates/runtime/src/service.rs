@@ -152,6 +152,31 @@ impl RunningService {
         self
     }
 
+    pub fn with_consumers(self, consumers: impl IntoIterator<Item = ConsumerHandle>) -> Self {
+        consumers.into_iter().fold(self, Self::with_consumer)
+    }
+
+    /// Serves `router` as `service` beside what already runs. If it cannot, stops what
+    /// runs and says why, so that a failed start leaves nothing behind.
+    pub async fn serving(
+        mut self,
+        router: OperationRouter,
+        bus: &dyn Bus,
+        service: &str,
+        description: &str,
+    ) -> Result<Self, StartError> {
+        match router.serve(bus, service, description).await {
+            Ok(server) => {
+                self.servers.push(server);
+                Ok(self)
+            }
+            Err(error) => {
+                self.stop().await;
+                Err(error)
+            }
+        }
+    }
+
     /// Stops taking requests, then lets consumers finish the event in hand, then stops
     /// the background tasks.
     pub async fn stop(self) {
