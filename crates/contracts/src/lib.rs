@@ -11,8 +11,11 @@ pub mod cart;
 pub mod catalog;
 pub mod identity;
 pub mod inventory;
+pub mod notifications;
 pub mod orders;
 pub mod payments;
+pub mod recommendations;
+pub mod reviews;
 pub mod shipping;
 pub mod values;
 

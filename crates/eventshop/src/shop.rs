@@ -39,6 +39,9 @@ const SERVICES: &[(&str, Start)] = &[
     (contracts::orders::SERVICE, |context| Box::pin(orders::start(context))),
     (contracts::cart::SERVICE, |context| Box::pin(cart::start(context))),
     (contracts::shipping::SERVICE, |context| Box::pin(shipping::start(context))),
+    (contracts::reviews::SERVICE, |context| Box::pin(reviews::start(context))),
+    (contracts::notifications::SERVICE, |context| Box::pin(notifications::start(context))),
+    (contracts::recommendations::SERVICE, |context| Box::pin(recommendations::start(context))),
 ];
 
 /// Connections each service's store may hold. Seven services share the server's

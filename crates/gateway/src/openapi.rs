@@ -6,7 +6,9 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{cart, catalog, health, identity, inventory, orders, shipping, wallet};
+use crate::routes::{
+    cart, catalog, health, identity, inventory, notifications, orders, recommendations, reviews, shipping, wallet,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -88,6 +90,9 @@ impl Modify for BearerSecurity {
 /// The OpenAPI document of every route the gateway serves.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut document = ApiDocument::openapi();
+    document.merge(reviews::Api::openapi());
+    document.merge(notifications::Api::openapi());
+    document.merge(recommendations::Api::openapi());
     document.info.version = env!("CARGO_PKG_VERSION").to_owned();
     document
 }

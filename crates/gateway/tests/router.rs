@@ -656,7 +656,17 @@ async fn bus_failures_are_503_and_504() {
 
 #[tokio::test]
 async fn readiness_names_the_missing_services() {
-    let gateway = gateway_serving(&["identity", "catalog", "inventory", "cart", "orders"]).await;
+    let gateway = gateway_serving(&[
+        "identity",
+        "catalog",
+        "inventory",
+        "cart",
+        "orders",
+        "reviews",
+        "notifications",
+        "recommendations",
+    ])
+    .await;
     let answer = gateway.get("/health/ready", None).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.body["missing"], json!(["payments", "shipping"]));

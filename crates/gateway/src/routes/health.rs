@@ -14,7 +14,7 @@ use crate::extract::Json;
 use crate::state::AppState;
 
 /// The services the gateway's routes call.
-const NEEDED_SERVICES: [&str; 7] = [
+const NEEDED_SERVICES: [&str; 10] = [
     contracts::identity::SERVICE,
     contracts::catalog::SERVICE,
     contracts::inventory::SERVICE,
@@ -22,6 +22,9 @@ const NEEDED_SERVICES: [&str; 7] = [
     contracts::orders::SERVICE,
     contracts::cart::SERVICE,
     contracts::shipping::SERVICE,
+    contracts::reviews::SERVICE,
+    contracts::notifications::SERVICE,
+    contracts::recommendations::SERVICE,
 ];
 
 /// How long a service has to say it is healthy.

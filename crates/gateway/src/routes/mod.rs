@@ -11,7 +11,10 @@ pub mod catalog;
 pub mod health;
 pub mod identity;
 pub mod inventory;
+pub mod notifications;
 pub mod orders;
+pub mod recommendations;
+pub mod reviews;
 pub mod shipping;
 pub mod wallet;
 
@@ -63,6 +66,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/docs", get(crate::docs::page))
         .route("/docs/app.js", get(crate::docs::script))
         .route("/docs/app.css", get(crate::docs::stylesheet))
+        .merge(reviews::routes())
+        .merge(notifications::routes())
+        .merge(recommendations::routes())
 }
 
 /// Any path no route matches: a 404 problem.
