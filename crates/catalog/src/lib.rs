@@ -4,10 +4,12 @@
 //! - [`handlers`]: the operations of `contracts::catalog`, on the catalog's own store.
 //! - [`listing`]: the listing view with its sort and search indexes, fed by that store.
 //! - [`stock`]: the consumer that records inventory's stock levels for the listing.
+//! - [`ratings`]: the consumer that records reviews' product ratings for the listing.
 
 pub mod domain;
 pub mod handlers;
 pub mod listing;
+pub mod ratings;
 pub mod stock;
 
 use std::sync::Arc;
@@ -23,11 +25,12 @@ use crate::listing::Listing;
 /// The listing view's name, in logs.
 pub const LISTING_VIEW: &str = "catalog.listing";
 
-/// Starts the catalog: replays the listing, consumes inventory's stock levels and serves
-/// every catalog operation on the bus.
+/// Starts the catalog: replays the listing, consumes inventory's stock levels and reviews'
+/// ratings, and serves every catalog operation on the bus.
 ///
-/// Inventory's events must be published on the bus first (`publish_events("inventory", …)`),
-/// since the in-process bus refuses a consumer whose source it does not know.
+/// Inventory's and reviews' events must be published on the bus first
+/// (`publish_events("inventory", …)`), since the in-process bus refuses a consumer whose
+/// source it does not know.
 pub async fn start(context: ServiceContext) -> Result<RunningService, StartError> {
     let (listing, follower) = LiveView::<Listing>::start(LISTING_VIEW, context.store.clone()).await?;
     let stock = match stock::start(&*context.bus, context.store.clone(), context.consumers.clone()).await {
@@ -37,11 +40,20 @@ pub async fn start(context: ServiceContext) -> Result<RunningService, StartError
             return Err(error.into());
         }
     };
+    let ratings = match ratings::start(&*context.bus, context.store.clone(), context.consumers.clone()).await {
+        Ok(ratings) => ratings,
+        Err(error) => {
+            stock.stop().await;
+            follower.stop().await;
+            return Err(error.into());
+        }
+    };
     let catalog = Arc::new(Catalog::new(context.store.clone(), listing));
     let router = router(catalog).with_health_check(context.store.clone());
     let description = "products, prices and categories, and the listing shoppers browse";
     RunningService::new()
         .with_consumer(stock)
+        .with_consumer(ratings)
         .with_task(follower)
         .serving(router, &*context.bus, SERVICE, description)
         .await

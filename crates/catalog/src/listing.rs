@@ -2,7 +2,7 @@
 //! the indexes that answer `GET /api/products` without scanning the catalogue.
 //!
 //! It is a [`View`] of the catalog's own store: the product streams, and the `listing-<id>`
-//! streams where the catalog records what inventory (and later reviews) told it. So every
+//! streams where the catalog records what inventory and reviews told it. So every
 //! catalog instance holds the whole listing, and a command reads its own write by waiting
 //! for the view to pass the position it appended at.
 //!
@@ -109,14 +109,15 @@ struct SortKey {
 }
 
 impl SortKey {
-    fn of(sort: ProductSort, product: &ListedProduct, rating: f64) -> SortKey {
+    fn of(sort: ProductSort, product: &ListedProduct, rating: Rating) -> SortKey {
         let value = match sort {
             ProductSort::Newest => -i128::from(product.created_position.0),
             ProductSort::PriceAsc => i128::from(product.price.amount),
             ProductSort::PriceDesc => -i128::from(product.price.amount),
-            // The listing keeps ratings finite and non-negative, and such floats' bit
-            // patterns order like the numbers they stand for.
-            ProductSort::Rating => -i128::from(rating.to_bits()),
+            // Best rated first, then the most reviewed. The listing keeps ratings finite
+            // and non-negative, and such floats' bit patterns (below 2^63) order like the
+            // numbers they stand for; the count fills the low 64 bits.
+            ProductSort::Rating => -((i128::from(rating.rating.to_bits()) << 64) | i128::from(rating.review_count)),
         };
         SortKey { value, id: product.id }
     }
@@ -310,7 +311,7 @@ impl Listing {
         if product.discontinued {
             return;
         }
-        let rating = self.rating_of(product_id).rating;
+        let rating = self.rating_of(product_id);
         for sort in SortIndexes::SORTS {
             self.indexes.index_mut(sort).insert(SortKey::of(sort, product, rating));
         }
@@ -326,7 +327,7 @@ impl Listing {
         if product.discontinued {
             return;
         }
-        let rating = self.rating_of(product_id).rating;
+        let rating = self.rating_of(product_id);
         for sort in SortIndexes::SORTS {
             self.indexes.index_mut(sort).remove(&SortKey::of(sort, product, rating));
         }
@@ -422,7 +423,7 @@ impl Listing {
                     .iter()
                     .filter_map(|id| self.products.get(id))
                     .filter(|product| !product.discontinued && filter.matches(product))
-                    .map(|product| SortKey::of(sort, product, self.rating_of(product.id).rating))
+                    .map(|product| SortKey::of(sort, product, self.rating_of(product.id)))
                     .filter(|key| after.is_none_or(|after| *key > after))
                     .collect();
                 keys.sort_unstable();
@@ -631,7 +632,21 @@ mod tests {
         assert_eq!(ids(&list(listing, &request(ProductSort::Newest, 10))), [4, 3, 2, 1]);
         assert_eq!(ids(&list(listing, &request(ProductSort::PriceAsc, 10))), [3, 2, 1, 4]);
         assert_eq!(ids(&list(listing, &request(ProductSort::PriceDesc, 10))), [1, 4, 2, 3]);
-        assert_eq!(ids(&list(listing, &request(ProductSort::Rating, 10))), [2, 3, 4, 1]);
+        assert_eq!(ids(&list(listing, &request(ProductSort::Rating, 10))), [3, 2, 4, 1], "then the most reviewed");
+    }
+
+    #[test]
+    fn the_rating_sort_breaks_ties_by_review_count_then_id_across_pages() {
+        let mut feed = shop();
+        feed.rated(1, 4.5, 3).rated(2, 4.5, 3).rated(3, 4.5, 7).rated(4, 5.0, 1);
+        let listing = &feed.listing;
+        let first = list(listing, &request(ProductSort::Rating, 2));
+        assert_eq!(ids(&first), [4, 3]);
+        let next = ListProducts {
+            page: PageRequest { limit: 2, cursor: first.next_cursor.clone() },
+            ..request(ProductSort::Rating, 2)
+        };
+        assert_eq!(ids(&list(listing, &next)), [1, 2]);
     }
 
     #[test]
@@ -785,7 +800,9 @@ mod tests {
             ProductSort::Newest => created(b).cmp(&created(a)),
             ProductSort::PriceAsc => a.price.amount.cmp(&b.price.amount).then(a.id.cmp(&b.id)),
             ProductSort::PriceDesc => b.price.amount.cmp(&a.price.amount).then(a.id.cmp(&b.id)),
-            ProductSort::Rating => b.rating.total_cmp(&a.rating).then(a.id.cmp(&b.id)),
+            ProductSort::Rating => {
+                b.rating.total_cmp(&a.rating).then(b.review_count.cmp(&a.review_count)).then(a.id.cmp(&b.id))
+            }
         });
         products.into_iter().map(|product| product.id).collect()
     }
@@ -809,7 +826,7 @@ mod tests {
                 let number = number as u128 * 7919 % 1000;
                 feed.product(number, NAMES[*name], "", price * 100, &format!("c{category}"));
                 if let Some(rating) = rating {
-                    feed.rated(number, f64::from(*rating) / 2.0, 1);
+                    feed.rated(number, f64::from(*rating) / 2.0, u64::from(*rating % 3));
                 }
                 if *discontinued {
                     feed.on_product(number, CatalogEvent::ProductDiscontinued { product_id: product_id(number) });

@@ -4,8 +4,8 @@
 //!
 //! Recording the fact as a catalog event, rather than updating the view directly, lets every
 //! catalog instance's view see it whichever instance consumed it, and lets a view rebuilt
-//! from the store come out the same. Ratings from reviews will arrive the same way, through
-//! a `catalog.ratings` consumer recording `RatingChanged`, once reviews exist.
+//! from the store come out the same. Ratings from reviews arrive the same way, through the
+//! `catalog.ratings` consumer recording `RatingChanged` (see [`crate::ratings`]).
 
 use runtime::{caused_append, record_reaction};
 use std::sync::Arc;

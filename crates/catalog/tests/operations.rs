@@ -7,6 +7,7 @@ use contracts::catalog::{
     CreateProduct, DiscontinueProduct, GetProduct, GetProducts, ListProducts, Product, ProductSort, UpdateProduct,
 };
 use contracts::inventory::{InventoryEvent, StockLevels};
+use contracts::reviews::ReviewsEvent;
 use contracts::values::{Money, PageRequest, Price};
 use eventshop_core::bus::{CallError, EventBus, MessageContext, Operation, RejectionKind, call};
 use eventshop_core::consumer::ConsumerStorage;
@@ -21,6 +22,7 @@ struct Shop {
     bus: Arc<InProcessBus>,
     catalog_store: Arc<InMemoryEventStore>,
     inventory_store: Arc<InMemoryEventStore>,
+    reviews_store: Arc<InMemoryEventStore>,
     catalog: Option<RunningService>,
 }
 
@@ -29,7 +31,15 @@ impl Shop {
         let bus = Arc::new(InProcessBus::new());
         let inventory_store = Arc::new(InMemoryEventStore::new());
         let _published = bus.publish_events("inventory", inventory_store.clone()).await.expect("publishes");
-        let mut shop = Shop { bus, catalog_store: Arc::new(InMemoryEventStore::new()), inventory_store, catalog: None };
+        let reviews_store = Arc::new(InMemoryEventStore::new());
+        let _published = bus.publish_events("reviews", reviews_store.clone()).await.expect("publishes");
+        let mut shop = Shop {
+            bus,
+            catalog_store: Arc::new(InMemoryEventStore::new()),
+            inventory_store,
+            reviews_store,
+            catalog: None,
+        };
         shop.start_catalog().await;
         shop
     }
@@ -73,6 +83,28 @@ impl Shop {
             .append(&StreamId::new("stock", product_id), ExpectedVersion::Any, vec![new])
             .await
             .expect("inventory appends");
+    }
+
+    /// Records a product's rating totals on its rating stream, as reviews would.
+    async fn record_rating(&self, product_id: Uuid, review_count: u64, rating_total: u64) {
+        let event = ReviewsEvent::ProductRatingChanged { product_id, review_count, rating_total };
+        let new = EventCodec::new().encode(&event, Metadata::new_transaction(None)).expect("encodes");
+        self.reviews_store
+            .append(&StreamId::new("rating", product_id), ExpectedVersion::Any, vec![new])
+            .await
+            .expect("reviews appends");
+    }
+
+    /// Polls until the product shows `review_count` reviews.
+    async fn wait_for_reviews(&self, product_id: Uuid, review_count: u64) -> Product {
+        for _ in 0..100 {
+            let product = self.get(product_id).await;
+            if product.review_count == review_count {
+                return product;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("product {product_id} never showed {review_count} reviews");
     }
 
     /// Cross-service effects are eventual: polls until the product shows `available`.
@@ -260,5 +292,40 @@ async fn stock_from_inventory_reaches_the_listing_once() {
     let stock_events = shop.inventory_store.read_all(Position::START, 10).await.expect("reads");
     assert_eq!(recorded[0].causation_id, stock_events[0].event_id, "caused by the inventory event");
     assert_eq!(recorded[0].correlation_id, stock_events[0].correlation_id);
+    shop.stop_catalog().await;
+}
+
+#[tokio::test]
+async fn ratings_from_reviews_reach_the_listing_once_and_sort_it() {
+    let mut shop = Shop::start().await;
+    let (lamp, mug, cup) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    shop.create(lamp, "lamp-1", "Desk Lamp", 2500).await;
+    shop.create(mug, "mug-1", "Coffee Mug", 900).await;
+    shop.create(cup, "cup-1", "Tea Cup", 500).await;
+
+    shop.record_rating(lamp, 1, 3).await;
+    shop.record_rating(mug, 3, 13).await;
+    shop.record_rating(cup, 1, 5).await;
+    shop.record_rating(cup, 2, 9).await;
+    let rated = shop.wait_for_reviews(mug, 3).await;
+    shop.wait_for_reviews(cup, 2).await;
+    shop.wait_for_reviews(lamp, 1).await;
+
+    assert_eq!((rated.rating, rated.review_count, rated.version), (4.3, 3, 1), "the mean to one decimal");
+    let by_rating = || ListProducts { sort: ProductSort::Rating, ..ListProducts::default() };
+    assert_eq!(shop.list(by_rating()).await, [cup, mug, lamp]);
+    shop.record_rating(lamp, 2, 10).await;
+    shop.wait_for_reviews(lamp, 2).await;
+    assert_eq!(shop.list(by_rating()).await, [lamp, cup, mug], "5.0 over 4.5, whatever the count");
+
+    // Every reviews event delivered again changes nothing.
+    shop.stop_catalog().await;
+    shop.catalog_store.save_consumer_position(catalog::ratings::CONSUMER, Position::START).await.expect("rewinds");
+    shop.record_rating(mug, 4, 14).await;
+    shop.start_catalog().await;
+    shop.wait_for_reviews(mug, 4).await;
+    let recorded = shop.catalog_store.read_stream(&catalog::stock::listing_stream(mug), 0).await.expect("reads");
+    assert_eq!(recorded.len(), 2, "one RatingChanged per reviews event: {recorded:?}");
+    assert_eq!(shop.get(mug).await.rating, 3.5);
     shop.stop_catalog().await;
 }

@@ -267,6 +267,8 @@ const SERVICES: &[(&str, Start)] = &[
     (contracts::orders::SERVICE, |context| Box::pin(orders::start(context))),
     (contracts::cart::SERVICE, |context| Box::pin(cart::start(context))),
     (contracts::shipping::SERVICE, |context| Box::pin(shipping::start(context))),
+    // The catalog learns ratings from reviews.
+    (contracts::reviews::SERVICE, |context| Box::pin(reviews::start(context))),
 ];
 
 struct Shop {
