@@ -88,12 +88,7 @@ pub struct InvalidName(String);
 /// The partition of a stream: a stable hash (FNV-1a), the same in every process and
 /// every version, since it decides which consumer sees the stream.
 pub fn partition(stream_id: &StreamId) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in stream_id.as_str().bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash % PARTITIONS
+    stream_id.partition(PARTITIONS)
 }
 
 #[cfg(test)]

@@ -305,6 +305,13 @@ pub enum ConsumerControl {
 }
 
 impl ConsumerControl {
+    /// The stream the request is about: it must reach the partition that handles it.
+    pub fn stream_id(&self) -> &StreamId {
+        match self {
+            ConsumerControl::RetryStream { stream_id, .. } | ConsumerControl::Discard { stream_id, .. } => stream_id,
+        }
+    }
+
     /// Carries out the request on `consumer` and answers it.
     pub async fn apply(self, consumer: &mut EventConsumer) {
         match self {

@@ -54,6 +54,19 @@ impl StreamId {
     pub fn category(&self) -> &str {
         self.0.split_once('-').map_or(self.0.as_str(), |(category, _)| category)
     }
+
+    /// Which of `partitions` lanes the stream's events take (FNV-1a of the id): every
+    /// transport sends a stream's events down one lane, so they stay in order while other
+    /// streams' events are handled beside them. Stable across processes and releases,
+    /// since NATS subjects are named after it.
+    pub fn partition(&self, partitions: u32) -> u32 {
+        let mut hash: u32 = 0x811c_9dc5;
+        for byte in self.0.bytes() {
+            hash ^= u32::from(byte);
+            hash = hash.wrapping_mul(0x0100_0193);
+        }
+        hash % partitions.max(1)
+    }
 }
 
 impl fmt::Display for StreamId {

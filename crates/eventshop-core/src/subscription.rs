@@ -22,6 +22,9 @@ pub struct CatchUpSubscription {
     position: Position,
     batch_size: usize,
     poll_interval: Duration,
+    /// The last read returned less than a full batch: the next waits for an append first
+    /// instead of asking a store that has just said it has nothing more.
+    caught_up: bool,
 }
 
 impl CatchUpSubscription {
@@ -32,6 +35,7 @@ impl CatchUpSubscription {
             position: after,
             batch_size: DEFAULT_BATCH_SIZE,
             poll_interval: DEFAULT_POLL_INTERVAL,
+            caught_up: false,
         }
     }
 
@@ -53,17 +57,21 @@ impl CatchUpSubscription {
     /// The next events, waiting for them if there are none yet.
     pub async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
         loop {
+            if self.caught_up {
+                // Returns at once if this process appended meanwhile.
+                self.store.wait_for_events(self.position, self.poll_interval).await;
+            }
             let batch = self.try_next_batch().await?;
             if !batch.is_empty() {
                 return Ok(batch);
             }
-            self.store.wait_for_events(self.position, self.poll_interval).await;
         }
     }
 
     /// The next events available now; empty when caught up.
     pub async fn try_next_batch(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
         let batch = self.store.read_all(self.position, self.batch_size).await?;
+        self.caught_up = batch.len() < self.batch_size;
         if let Some(last) = batch.last() {
             self.position = last.position;
         }

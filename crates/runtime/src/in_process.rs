@@ -5,6 +5,9 @@
 //! order in its own database, and after a restart catches up from there. It saves the
 //! position after each batch, so a crash may deliver the last batch again; handlers
 //! record the event ids they handled with their effects, so a repeat changes nothing.
+//!
+//! A consumer handles a batch in lanes, by stream, as the NATS bus does in partitions:
+//! each stream's events in order, different streams' at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -20,7 +23,7 @@ use eventshop_core::consumer::{
     ConsumerControl, ConsumerDefinition, ConsumerHandle, ConsumerStorage, EventConsumer, EventHandler,
 };
 use eventshop_core::stop::StopSignal;
-use eventshop_core::{CatchUpSubscription, EventStore};
+use eventshop_core::{CatchUpSubscription, EventStore, RecordedEvent};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
@@ -173,11 +176,15 @@ impl EventBus for InProcessBus {
             .source(&definition.source)
             .ok_or_else(|| BusError::NoResponders { service: format!("events of {}", definition.source) })?;
         let position = storage.consumer_position(&definition.name).await.map_err(BusError::transport)?;
-        let consumer = EventConsumer::start(definition, handler, storage).await.map_err(BusError::transport)?;
+        let mut lanes = Vec::with_capacity(LANES as usize);
+        for _ in 0..LANES {
+            let lane = EventConsumer::start(definition.clone(), handler.clone(), storage.clone()).await;
+            lanes.push(lane.map_err(BusError::transport)?);
+        }
         let subscription = CatchUpSubscription::new(source, position).with_poll_interval(POLL_INTERVAL);
         let (controls, control_receiver) = mpsc::channel(16);
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run_consumer(consumer, subscription, control_receiver, stopped.into()));
+        let task = tokio::spawn(run_consumer(lanes, subscription, control_receiver, stopped.into()));
         Ok(ConsumerHandle::new(controls, stop, task))
     }
 }
@@ -191,19 +198,28 @@ impl Running for Published {
     async fn stop(self: Box<Self>) {}
 }
 
+/// A consumer's lanes: a stream's events all take one lane, in order, and a batch's lanes
+/// are handled at the same time. Their appends then reach the consuming store together,
+/// and its writer commits them in one transaction instead of one each. The same number as
+/// the NATS bus's partitions, so a service sees the same concurrency on either bus.
+const LANES: u32 = 16;
+
 async fn run_consumer(
-    mut consumer: EventConsumer,
+    mut lanes: Vec<EventConsumer>,
     mut subscription: CatchUpSubscription,
     mut controls: mpsc::Receiver<ConsumerControl>,
     mut stopped: StopSignal,
 ) {
-    let name = consumer.definition().name.clone();
+    let definition = lanes[0].definition().clone();
+    let storage = lanes[0].storage().clone();
+    let name = definition.name.as_str();
     loop {
         let batch = tokio::select! {
             biased;
             () = stopped.stopped() => return,
             Some(control) = controls.recv() => {
-                control.apply(&mut consumer).await;
+                let lane = control.stream_id().partition(LANES) as usize;
+                control.apply(&mut lanes[lane]).await;
                 continue;
             }
             batch = subscription.next_batch() => batch,
@@ -216,22 +232,39 @@ async fn run_consumer(
                 continue;
             }
         };
-        for event in &batch {
-            // The consumer's own storage failed (e.g. it cannot park a dead letter): try
-            // the same event again rather than skip it.
-            while let Err(error) = consumer.deliver(event).await {
-                tracing::error!(consumer = %name, %error, "consumer storage failed; retrying the event");
-                tokio::select! {
-                    () = stopped.stopped() => return,
-                    () = tokio::time::sleep(POLL_INTERVAL) => {}
-                }
-            }
+        let mut work: Vec<Vec<&RecordedEvent>> = vec![Vec::new(); lanes.len()];
+        for event in batch.iter().filter(|event| definition.wants(event)) {
+            work[event.stream_id.partition(LANES) as usize].push(event);
+        }
+        let deliveries = lanes.iter_mut().zip(work).filter(|(_, events)| !events.is_empty()).map(|(lane, events)| {
+            let stopped = stopped.clone();
+            deliver_in_order(lane, events, stopped)
+        });
+        let delivered = futures::future::join_all(deliveries).await;
+        if delivered.contains(&false) {
+            // Stopped midway: the batch is delivered again, deduplicated, after a restart.
+            return;
         }
         if let Some(last) = batch.last()
-            && let Err(error) = consumer.storage().save_consumer_position(&name, last.position).await
+            && let Err(error) = storage.save_consumer_position(name, last.position).await
         {
             // Harmless for correctness: the batch will be delivered again and deduplicated.
             tracing::warn!(consumer = %name, %error, "cannot save the consumer position");
         }
     }
+}
+
+/// Delivers one lane's events in order; false if told to stop before the last one.
+async fn deliver_in_order(lane: &mut EventConsumer, events: Vec<&RecordedEvent>, mut stopped: StopSignal) -> bool {
+    for event in events {
+        // The consumer's own storage failed (e.g. it cannot park a dead letter): try the
+        // same event again rather than skip it.
+        while let Err(error) = lane.deliver(event).await {
+            tracing::error!(consumer = %lane.definition().name, %error, "consumer storage failed; retrying the event");
+            if stopped.pause(POLL_INTERVAL).await {
+                return false;
+            }
+        }
+    }
+    true
 }

@@ -21,6 +21,7 @@ mod consumers;
 mod error;
 mod options;
 mod read_models;
+mod recent;
 mod rows;
 mod store;
 mod writer;

@@ -26,6 +26,7 @@ use tempfile::TempDir;
 use crate::error::{SqliteStoreError, database};
 use crate::options::SqliteStoreOptions;
 use crate::read_models::SqliteReadModels;
+use crate::recent::Recent;
 use crate::rows::{self, EVENT_COLUMNS, decode_event, to_sql_integer};
 use crate::writer::{Handled, Writer, WriterStats};
 
@@ -44,6 +45,8 @@ pub struct SqliteEventStore {
     reader_pool: SqlitePool,
     writer: Writer,
     signal: Arc<AppendSignal>,
+    /// What this process committed last, to answer tail reads without a query.
+    recent: Arc<Recent>,
     /// The directory of a [`temporary`](SqliteEventStore::temporary) store, removed when
     /// the store is dropped.
     _temporary_directory: Option<TempDir>,
@@ -117,13 +120,15 @@ impl SqliteEventStore {
             .map_err(open_error)?;
 
         let signal = Arc::new(AppendSignal::default());
-        let writer = Writer::spawn(writer_pool.clone(), signal.clone(), options.max_group_commit);
+        let recent = Arc::new(Recent::default());
+        let writer = Writer::spawn(writer_pool.clone(), signal.clone(), recent.clone(), options.max_group_commit);
         Ok(SqliteEventStore {
             path: path.to_owned(),
             writer_pool,
             reader_pool,
             writer,
             signal,
+            recent,
             _temporary_directory: temporary_directory,
         })
     }
@@ -189,6 +194,9 @@ impl EventStore for SqliteEventStore {
         stream_id: &StreamId,
         after_version: Version,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if self.recent.head(stream_id).is_some_and(|head| head <= after_version) {
+            return Ok(Vec::new());
+        }
         let Some(after_version) = to_sql_integer(after_version) else {
             return Ok(Vec::new());
         };
@@ -208,6 +216,9 @@ impl EventStore for SqliteEventStore {
         // Gap-safe without further ado: commits are serialised by the single writer and
         // positions are assigned inside its lock, so what a reader sees is always every
         // position up to some point, never a later one without an earlier one.
+        if let Some(events) = self.recent.read_all(after, limit) {
+            return Ok(events);
+        }
         let Some(after) = to_sql_integer(after.0) else {
             return Ok(Vec::new());
         };

@@ -21,18 +21,22 @@
 //! future is dropped) cannot leave a transaction half done: its append still commits or
 //! fails as a whole, and nobody hears the answer.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use eventshop_core::store::AppendSignal;
-use eventshop_core::{AppendResult, EventId, NewEvent, Position, StoreError, StreamAppend, StreamId, Version};
+use eventshop_core::{
+    AppendResult, EventId, NewEvent, Position, RecordedEvent, StoreError, StreamAppend, StreamId, Version,
+};
 use sqlx::error::ErrorKind;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use crate::error::{SqliteStoreError, database};
+use crate::recent::Recent;
 use crate::rows::{self, to_sql_integer, uuid_text};
 
 /// SQLite's default limit on the parameters of one statement (SQLITE_MAX_VARIABLE_NUMBER
@@ -92,10 +96,15 @@ struct Counters {
 impl Writer {
     /// Starts the writer task on the current tokio runtime. It stops when the last handle
     /// is dropped, after answering every append already queued.
-    pub(crate) fn spawn(pool: SqlitePool, signal: Arc<AppendSignal>, max_group_commit: usize) -> Self {
+    pub(crate) fn spawn(
+        pool: SqlitePool,
+        signal: Arc<AppendSignal>,
+        recent: Arc<Recent>,
+        max_group_commit: usize,
+    ) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE_CAPACITY);
         let counters = Arc::new(Counters::default());
-        tokio::spawn(run(pool, queue, signal, counters.clone(), max_group_commit.max(1)));
+        tokio::spawn(run(pool, queue, signal, recent, counters.clone(), max_group_commit.max(1)));
         Writer { jobs, counters }
     }
 
@@ -132,19 +141,22 @@ async fn run(
     pool: SqlitePool,
     mut queue: mpsc::Receiver<AppendJob>,
     signal: Arc<AppendSignal>,
+    recent: Arc<Recent>,
     counters: Arc<Counters>,
     max_group: usize,
 ) {
     let mut group = Vec::with_capacity(max_group);
     while queue.recv_many(&mut group, max_group).await > 0 {
         let span = tracing::debug_span!("group_commit", appends = group.len());
-        match commit_group(&pool, &group).instrument(span).await {
-            Ok(replies) => {
+        match commit_group(&pool, &recent, &group).instrument(span).await {
+            Ok((replies, written)) => {
                 let committed = replies.iter().filter(|reply| reply.is_ok()).count() as u64;
                 counters.groups_committed.fetch_add(1, Ordering::Relaxed);
                 counters.appends_committed.fetch_add(committed, Ordering::Relaxed);
-                // Wake tailing readers only once the events are durable and visible.
-                let head = replies.iter().flatten().flatten().map(|result| result.position).max();
+                // Publish what committed before anyone hears of it: callers may read their
+                // writes at once, and tailing readers are woken below.
+                let head = written.events.last().map(|event| event.position);
+                recent.committed(written.events);
                 if let Some(head) = head {
                     signal.appended(head);
                 }
@@ -164,9 +176,28 @@ async fn run(
     }
 }
 
-/// Writes a group in one transaction and returns each append's answer, or the error that
-/// made the whole group fail.
-async fn commit_group(pool: &SqlitePool, group: &[AppendJob]) -> Result<Vec<Reply>, sqlx::Error> {
+/// What a transaction has written so far: the events, in position order, and each written
+/// stream's version after them.
+#[derive(Debug, Default)]
+struct Written {
+    heads: HashMap<StreamId, Version>,
+    events: Vec<RecordedEvent>,
+}
+
+impl Written {
+    fn extend(&mut self, job: Written) {
+        self.heads.extend(job.heads);
+        self.events.extend(job.events);
+    }
+}
+
+/// Writes a group in one transaction and returns each append's answer and what was
+/// written, or the error that made the whole group fail.
+async fn commit_group(
+    pool: &SqlitePool,
+    recent: &Recent,
+    group: &[AppendJob],
+) -> Result<(Vec<Reply>, Written), sqlx::Error> {
     // IMMEDIATE takes the write lock before the first read, so that the versions read below
     // cannot change before the commit, even if another process opened the file. Within this
     // process the one-connection pool already serialises writers. Serialised commits are
@@ -174,11 +205,12 @@ async fn commit_group(pool: &SqlitePool, group: &[AppendJob]) -> Result<Vec<Repl
     // a transaction can only commit positions above every position committed before it.
     let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
     let recorded_at = rows::now();
+    let mut written = Written::default();
 
     // Alone, an append needs no savepoint: if it is refused, the transaction is rolled
     // back. This spares two statements on every append made without contention.
     if let [job] = group {
-        let reply = write_job(&mut transaction, job, recorded_at).await;
+        let reply = write_job(&mut transaction, recent, &mut written, job, recorded_at).await;
         if reply.is_ok() {
             transaction.commit().await?;
         } else if let Err(error) = transaction.rollback().await {
@@ -186,13 +218,13 @@ async fn commit_group(pool: &SqlitePool, group: &[AppendJob]) -> Result<Vec<Repl
             // rolled back on its own, there is no transaction left to roll back.)
             tracing::warn!(error = %error, "rolling back a refused append failed");
         }
-        return Ok(vec![reply]);
+        return Ok((vec![reply], written));
     }
 
     let mut replies = Vec::with_capacity(group.len());
     for job in group {
         sqlx::query("SAVEPOINT append").execute(&mut *transaction).await?;
-        let reply = write_job(&mut transaction, job, recorded_at).await;
+        let reply = write_job(&mut transaction, recent, &mut written, job, recorded_at).await;
         if reply.is_err() {
             // If SQLite rolled back the whole transaction on its own (disk full, I/O error),
             // the savepoint is gone and this fails, failing the group: nothing is committed,
@@ -204,16 +236,26 @@ async fn commit_group(pool: &SqlitePool, group: &[AppendJob]) -> Result<Vec<Repl
         replies.push(reply);
     }
     transaction.commit().await?;
-    Ok(replies)
+    Ok((replies, written))
 }
 
 /// One job inside the group's transaction: its inbox entry first, so that an event
-/// already handled is refused before anything else is looked at, then its appends.
-async fn write_job(connection: &mut SqliteConnection, job: &AppendJob, recorded_at: DateTime<Utc>) -> Reply {
+/// already handled is refused before anything else is looked at, then its appends. What it
+/// writes joins `written` only if it succeeds (a refused job is rolled back).
+async fn write_job(
+    connection: &mut SqliteConnection,
+    recent: &Recent,
+    written: &mut Written,
+    job: &AppendJob,
+    recorded_at: DateTime<Utc>,
+) -> Reply {
     if let Some(handled) = &job.handled {
         record_handled(connection, handled, recorded_at).await?;
     }
-    append_streams(connection, &job.appends, recorded_at).await
+    let mut mine = Written::default();
+    let results = append_streams(connection, recent, &written.heads, &mut mine, &job.appends, recorded_at).await?;
+    written.extend(mine);
+    Ok(results)
 }
 
 /// Inserts the inbox row; an existing row means the consumer has handled the event.
@@ -238,16 +280,30 @@ async fn record_handled(
     }
 }
 
-/// The appends of one job inside the group's transaction.
+/// The appends of one job inside the group's transaction. `group_heads` are the versions
+/// the group's earlier jobs left; `mine` collects what this job writes.
 async fn append_streams(
     connection: &mut SqliteConnection,
+    recent: &Recent,
+    group_heads: &HashMap<StreamId, Version>,
+    mine: &mut Written,
     appends: &[StreamAppend],
     recorded_at: DateTime<Utc>,
 ) -> Result<Vec<AppendResult>, StoreError> {
     // Check every expectation before writing, so a refusal never follows a partial write.
     let mut current_versions = Vec::with_capacity(appends.len());
     for append in appends {
-        let current = current_version(connection, &append.stream_id).await?;
+        let known = group_heads.get(&append.stream_id).copied().or_else(|| recent.head(&append.stream_id));
+        let mut current = match known {
+            Some(version) => version,
+            None => current_version(connection, recent, &append.stream_id).await?,
+        };
+        if !append.expected.is_satisfied_by(current) && known.is_some() && !group_heads.contains_key(&append.stream_id)
+        {
+            // A head remembered from an earlier commit is only refused on the database's word:
+            // another process may have moved the stream since.
+            current = current_version(connection, recent, &append.stream_id).await?;
+        }
         if !append.expected.is_satisfied_by(current) {
             return Err(StoreError::WrongExpectedVersion {
                 stream_id: append.stream_id.clone(),
@@ -257,42 +313,85 @@ async fn append_streams(
         current_versions.push(current);
     }
 
-    let recorded_at = rows::timestamp(recorded_at);
+    let recorded_at_text = rows::timestamp(recorded_at);
     let mut results = Vec::with_capacity(appends.len());
     for (append, current) in appends.iter().zip(current_versions) {
         let mut version = current;
         let mut position = Position::START;
         for chunk in append.events.chunks(EVENTS_PER_INSERT) {
-            position = insert_events(connection, append, version, chunk, &recorded_at).await?;
-            version += chunk.len() as Version;
+            let positions = match insert_events(connection, append, version, chunk, &recorded_at_text).await {
+                Ok(positions) => positions,
+                Err(error) => {
+                    if error.is_conflict() {
+                        recent.forget_head(&append.stream_id);
+                    }
+                    return Err(error);
+                }
+            };
+            for (event, event_position) in chunk.iter().zip(&positions) {
+                version += 1;
+                position = *event_position;
+                mine.events.push(recorded(append, event, version, position, recorded_at));
+            }
         }
+        mine.heads.insert(append.stream_id.clone(), version);
         results.push(AppendResult { version, position });
     }
     Ok(results)
 }
 
+/// An event as it was committed: what a reader of the database would get back.
+fn recorded(
+    append: &StreamAppend,
+    event: &NewEvent,
+    version: Version,
+    position: Position,
+    recorded_at: DateTime<Utc>,
+) -> RecordedEvent {
+    RecordedEvent {
+        event_id: event.event_id,
+        stream_id: append.stream_id.clone(),
+        stream_version: version,
+        position,
+        event_type: event.event_type.clone(),
+        schema_version: event.schema_version,
+        recorded_at,
+        correlation_id: event.metadata.correlation_id,
+        causation_id: event.metadata.causation_id,
+        acting_user: event.metadata.acting_user,
+        payload: event.payload.clone(),
+    }
+}
+
 /// The stream's version: its highest event version, found through the unique index on
 /// (stream_id, stream_version) without reading the events.
-async fn current_version(connection: &mut SqliteConnection, stream_id: &StreamId) -> Result<Version, StoreError> {
+async fn current_version(
+    connection: &mut SqliteConnection,
+    recent: &Recent,
+    stream_id: &StreamId,
+) -> Result<Version, StoreError> {
     let version: Option<i64> = sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = ?")
         .bind(stream_id.as_str())
         .fetch_one(connection)
         .await
         .map_err(database)?;
     let version = version.unwrap_or(0);
-    Version::try_from(version)
-        .map_err(|_| SqliteStoreError::Corrupt(format!("stream {stream_id} is at version {version}")).into())
+    let version = Version::try_from(version)
+        .map_err(|_| SqliteStoreError::Corrupt(format!("stream {stream_id} is at version {version}")))?;
+    // Read under the write lock, so it is the committed head.
+    recent.know_head(stream_id, version);
+    Ok(version)
 }
 
-/// Inserts `events` as the versions after `version` in one statement; returns the
-/// position of the last one.
+/// Inserts `events` as the versions after `version` in one statement; returns their
+/// positions, in the events' order.
 async fn insert_events(
     connection: &mut SqliteConnection,
     append: &StreamAppend,
     version: Version,
     events: &[NewEvent],
     recorded_at: &str,
-) -> Result<Position, StoreError> {
+) -> Result<Vec<Position>, StoreError> {
     let last_version = version + events.len() as Version;
     let (Some(mut next_version), Some(_)) = (to_sql_integer(version), to_sql_integer(last_version)) else {
         return Err(StoreError::InvalidAppend(format!("stream {} would exceed the largest version", append.stream_id)));
@@ -315,17 +414,23 @@ async fn insert_events(
             .push_bind(metadata.acting_user.map(uuid_text))
             .push_bind(recorded_at);
     });
-    // SQLite returns RETURNING rows in no promised order, so take the largest.
+    // One statement's rows get ascending positions in the order of its VALUES, but SQLite
+    // returns RETURNING rows in no promised order: sort them.
     insert.push(" RETURNING position");
     let inserted = insert.build_query_scalar::<i64>().fetch_all(&mut *connection).await;
-    let positions = match inserted {
+    let mut positions = match inserted {
         Ok(positions) => positions,
         Err(error) => return Err(refusal(connection, error, append, events).await),
     };
-    let last = positions.into_iter().max().unwrap_or(0);
-    let last = u64::try_from(last)
-        .map_err(|_| SqliteStoreError::CorruptEvent { position: last, reason: "negative position".into() })?;
-    Ok(Position(last))
+    positions.sort_unstable();
+    positions
+        .into_iter()
+        .map(|position| {
+            u64::try_from(position)
+                .map(Position)
+                .map_err(|_| SqliteStoreError::CorruptEvent { position, reason: "negative position".into() }.into())
+        })
+        .collect()
 }
 
 /// Turns a failed INSERT into the contract's error. Only the statement failed: SQLite
