@@ -8,6 +8,13 @@
 //!
 //! Every event carries the levels after it, and `apply` takes them from the event rather
 //! than computing them, so a reader of the events and the aggregate can never disagree.
+//!
+//! Low stock: a reservation that leaves fewer units available than the threshold (the live
+//! setting [`LOW_STOCK_THRESHOLD_SETTING`]) also decides `LowStockDetected`, in the same
+//! append. Once per crossing: the alert stays outstanding until the available units are
+//! back at or above the threshold it was raised for (a restock, a release). Only a
+//! reservation lowers what is available (a commit takes units that were already held), so
+//! it is the only decision that can cross.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -26,13 +33,20 @@ pub const MAX_ON_HAND: u64 = 1_000_000_000;
 /// a redelivered event), not after a thousand other commands.
 pub const REMEMBERED_OUTCOMES: usize = 1_000;
 
+/// The live setting naming how few available units make a product's stock low.
+pub const LOW_STOCK_THRESHOLD_SETTING: &str = "inventory.low_stock_threshold";
+
+/// The low-stock threshold when the setting is absent or unreadable.
+pub const DEFAULT_LOW_STOCK_THRESHOLD: u64 = 5;
+
 /// What can be done to a product's stock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StockCommand {
     /// Adds units. Idempotent per `restock_id`.
     Restock { product_id: Uuid, restock_id: Uuid, quantity: Quantity },
-    /// Holds units for an order. Idempotent per `order_id`.
-    Reserve { product_id: Uuid, order_id: Uuid, quantity: Quantity },
+    /// Holds units for an order, and raises the low-stock alert if fewer than
+    /// `low_stock_threshold` units are left available. Idempotent per `order_id`.
+    Reserve { product_id: Uuid, order_id: Uuid, quantity: Quantity, low_stock_threshold: u64 },
     /// Gives an order's held units back. Idempotent.
     Release { product_id: Uuid, order_id: Uuid },
     /// Turns an order's held units into sold ones: they leave the shelf. Idempotent.
@@ -90,6 +104,10 @@ pub struct StockItem {
     settled: Recent<Settlement>,
     /// Restocks by id, the most recent ones.
     restocks: Recent<RestockOutcome>,
+    /// The threshold of the low-stock alert raised last, while it is outstanding: none
+    /// once the available units are back at or above it.
+    #[serde(default)]
+    low_stock_alert: Option<u64>,
 }
 
 impl StockItem {
@@ -105,6 +123,11 @@ impl StockItem {
     /// The units order `order_id` holds, if any.
     pub fn held_for(&self, order_id: Uuid) -> Option<u64> {
         self.held.get(&order_id).copied()
+    }
+
+    /// Whether a low-stock alert is outstanding (raised, and stock not back up since).
+    pub fn low_stock_alerted(&self) -> bool {
+        self.low_stock_alert.is_some()
     }
 
     fn restock(
@@ -125,7 +148,13 @@ impl StockItem {
         Ok(vec![InventoryEvent::StockAdded { product_id, restock_id, quantity, levels }])
     }
 
-    fn reserve(&self, product_id: Uuid, order_id: Uuid, quantity: u64) -> Result<Vec<InventoryEvent>, StockError> {
+    fn reserve(
+        &self,
+        product_id: Uuid,
+        order_id: Uuid,
+        quantity: u64,
+        low_stock_threshold: u64,
+    ) -> Result<Vec<InventoryEvent>, StockError> {
         if self.held.contains_key(&order_id) || self.settled.contains(order_id) {
             return Ok(Vec::new());
         }
@@ -134,7 +163,16 @@ impl StockItem {
         }
         let reserved = self.levels.reserved + quantity;
         let levels = StockLevels { on_hand: self.levels.on_hand, reserved, available: self.levels.on_hand - reserved };
-        Ok(vec![InventoryEvent::StockReserved { product_id, order_id, quantity, levels }])
+        let mut events = vec![InventoryEvent::StockReserved { product_id, order_id, quantity, levels }];
+        // Strictly under the threshold, and only if no alert is outstanding: once per crossing.
+        if levels.available < low_stock_threshold && self.low_stock_alert.is_none() {
+            events.push(InventoryEvent::LowStockDetected {
+                product_id,
+                available: levels.available,
+                threshold: low_stock_threshold,
+            });
+        }
+        Ok(events)
     }
 
     fn release(&self, product_id: Uuid, order_id: Uuid) -> Result<Vec<InventoryEvent>, StockError> {
@@ -196,7 +234,8 @@ pub struct LineToReserve<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum OrderReservation {
     /// Every line fits: the `StockReserved` of each product not already holding units for
-    /// the order, in the order of the lines.
+    /// the order (each followed by its `LowStockDetected` if it made the stock low), in the
+    /// order of the lines.
     Reserved(Vec<InventoryEvent>),
     /// This line (the first that does not fit) is why nothing is held: a
     /// `StockReservationFailed`.
@@ -205,11 +244,12 @@ pub enum OrderReservation {
 
 /// Decides an order's reservation all or nothing: every line's units are held, or none
 /// are. Lines naming the same product must have been merged (one stock stream, one
-/// decision).
-pub fn reserve_order(order_id: Uuid, lines: &[LineToReserve<'_>]) -> OrderReservation {
+/// decision). A line that leaves its product under `low_stock_threshold` available units
+/// is followed by its `LowStockDetected`.
+pub fn reserve_order(order_id: Uuid, lines: &[LineToReserve<'_>], low_stock_threshold: u64) -> OrderReservation {
     let mut reserved = Vec::with_capacity(lines.len());
     for line in lines {
-        match line.stock.reserve(line.product_id, order_id, line.quantity) {
+        match line.stock.reserve(line.product_id, order_id, line.quantity, low_stock_threshold) {
             Ok(events) => reserved.extend(events),
             // Insufficient stock, the only refusal of a reservation.
             Err(_) => {
@@ -223,6 +263,14 @@ pub fn reserve_order(order_id: Uuid, lines: &[LineToReserve<'_>]) -> OrderReserv
         }
     }
     OrderReservation::Reserved(reserved)
+}
+
+/// The product on whose stock stream `event` is recorded, for the events recorded there.
+pub fn stock_product(event: &InventoryEvent) -> Option<Uuid> {
+    match event {
+        InventoryEvent::LowStockDetected { product_id, .. } => Some(*product_id),
+        other => other.levels().map(|(product_id, _)| product_id),
+    }
 }
 
 /// What an order's reservation stream (`reservation-<order id>`) says: decided once, when
@@ -274,8 +322,8 @@ impl Aggregate for StockItem {
             StockCommand::Restock { product_id, restock_id, quantity } => {
                 self.restock(product_id, restock_id, quantity)
             }
-            StockCommand::Reserve { product_id, order_id, quantity } => {
-                self.reserve(product_id, order_id, u64::from(quantity.get()))
+            StockCommand::Reserve { product_id, order_id, quantity, low_stock_threshold } => {
+                self.reserve(product_id, order_id, u64::from(quantity.get()), low_stock_threshold)
             }
             StockCommand::Release { product_id, order_id } => self.release(product_id, order_id),
             StockCommand::Commit { product_id, order_id } => self.commit(product_id, order_id),
@@ -289,6 +337,10 @@ impl Aggregate for StockItem {
         self.version += 1;
         if let Some((_, levels)) = event.levels() {
             self.levels = levels;
+            // Back at or above the threshold the alert was raised for: the next fall alerts again.
+            if self.low_stock_alert.is_some_and(|threshold| levels.available >= threshold) {
+                self.low_stock_alert = None;
+            }
         }
         match *event {
             InventoryEvent::StockAdded { restock_id, levels, .. } => {
@@ -305,10 +357,9 @@ impl Aggregate for StockItem {
                 self.held.remove(&order_id);
                 self.settled.insert(order_id, Settlement::Committed);
             }
-            // None is recorded on a product's stock stream; nothing to remember.
-            InventoryEvent::StockReservedForOrder { .. }
-            | InventoryEvent::StockReservationFailed { .. }
-            | InventoryEvent::LowStockDetected { .. } => {}
+            InventoryEvent::LowStockDetected { threshold, .. } => self.low_stock_alert = Some(threshold),
+            // Neither is recorded on a product's stock stream; nothing to remember.
+            InventoryEvent::StockReservedForOrder { .. } | InventoryEvent::StockReservationFailed { .. } => {}
         }
         self
     }
@@ -388,8 +439,17 @@ mod tests {
         StockCommand::Restock { product_id: PRODUCT, restock_id: Uuid::from_u128(restock), quantity: quantity(units) }
     }
 
+    /// A reservation with low-stock alerts off (threshold 0: never under it).
     fn reserve(order_id: Uuid, units: u32) -> StockCommand {
-        StockCommand::Reserve { product_id: PRODUCT, order_id, quantity: quantity(units) }
+        reserve_alerting_under(order_id, units, 0)
+    }
+
+    fn reserve_alerting_under(order_id: Uuid, units: u32, low_stock_threshold: u64) -> StockCommand {
+        StockCommand::Reserve { product_id: PRODUCT, order_id, quantity: quantity(units), low_stock_threshold }
+    }
+
+    fn low_stock(available: u64, threshold: u64) -> InventoryEvent {
+        InventoryEvent::LowStockDetected { product_id: PRODUCT, available, threshold }
     }
 
     #[test]
@@ -569,6 +629,87 @@ mod tests {
     }
 
     #[test]
+    fn a_reservation_that_leaves_fewer_than_the_threshold_available_detects_low_stock() {
+        AggregateTest::<StockItem>::given(vec![added(1, 10, levels(10, 0))])
+            .when(reserve_alerting_under(ORDER, 6, 5))
+            .then_expect_events(vec![reserved(ORDER, 6, levels(10, 6)), low_stock(4, 5)]);
+        // Strictly under: exactly the threshold left is not low.
+        AggregateTest::<StockItem>::given(vec![added(1, 10, levels(10, 0))])
+            .when(reserve_alerting_under(ORDER, 5, 5))
+            .then_expect_events(vec![reserved(ORDER, 5, levels(10, 5))]);
+        // A threshold of zero never alerts.
+        AggregateTest::<StockItem>::given(vec![added(1, 10, levels(10, 0))])
+            .when(reserve_alerting_under(ORDER, 10, 0))
+            .then_expect_events(vec![reserved(ORDER, 10, levels(10, 10))]);
+    }
+
+    #[test]
+    fn low_stock_is_detected_once_per_crossing() {
+        let other_order = Uuid::from_u128(7);
+        let crossed = vec![added(1, 10, levels(10, 0)), reserved(other_order, 6, levels(10, 6)), low_stock(4, 5)];
+        let state = AggregateTest::<StockItem>::given(crossed.clone()).when(reserve(ORDER, 1)).then_state();
+        assert!(state.low_stock_alerted());
+        AggregateTest::<StockItem>::given(crossed.clone())
+            .when(reserve_alerting_under(ORDER, 1, 5))
+            .then_expect_events(vec![reserved(ORDER, 1, levels(10, 7))]);
+        // Still under the threshold after a small restock: no new alert either.
+        let deeper = vec![added(1, 10, levels(10, 0)), reserved(other_order, 7, levels(10, 7)), low_stock(3, 5)];
+        AggregateTest::<StockItem>::given(deeper.into_iter().chain([added(2, 1, levels(11, 7))]))
+            .when(reserve_alerting_under(ORDER, 1, 5))
+            .then_expect_events(vec![reserved(ORDER, 1, levels(11, 8))]);
+    }
+
+    #[test]
+    fn stock_back_at_the_threshold_rearms_the_alert() {
+        let other_order = Uuid::from_u128(7);
+        let crossed = [added(1, 10, levels(10, 0)), reserved(other_order, 6, levels(10, 6)), low_stock(4, 5)];
+        // A restock that brings it back to the threshold.
+        let restocked = crossed.iter().cloned().chain([added(2, 1, levels(11, 6))]);
+        let state = AggregateTest::<StockItem>::given(restocked.clone()).when(reserve(ORDER, 1)).then_state();
+        assert!(!state.low_stock_alerted(), "back at 5 available");
+        AggregateTest::<StockItem>::given(restocked)
+            .when(reserve_alerting_under(ORDER, 1, 5))
+            .then_expect_events(vec![reserved(ORDER, 1, levels(11, 7)), low_stock(4, 5)]);
+        // A release does it too.
+        let released = crossed.iter().cloned().chain([released(other_order, 6, levels(10, 0))]);
+        AggregateTest::<StockItem>::given(released)
+            .when(reserve_alerting_under(ORDER, 8, 5))
+            .then_expect_events(vec![reserved(ORDER, 8, levels(10, 8)), low_stock(2, 5)]);
+    }
+
+    #[test]
+    fn a_line_that_makes_its_stock_low_is_followed_by_its_alert() {
+        let other = Uuid::from_u128(0x07e5);
+        let first = StockItem::default().apply_all(&[added(1, 5, levels(5, 0))]);
+        let second = StockItem::default().apply(&InventoryEvent::StockAdded {
+            product_id: other,
+            restock_id: Uuid::from_u128(2),
+            quantity: 30,
+            levels: levels(30, 0),
+        });
+        let lines = [
+            LineToReserve { product_id: PRODUCT, quantity: 2, stock: &first },
+            LineToReserve { product_id: other, quantity: 1, stock: &second },
+        ];
+        let OrderReservation::Reserved(events) = reserve_order(ORDER, &lines, 5) else { panic!("both lines fit") };
+        assert_eq!(
+            events,
+            vec![
+                reserved(ORDER, 2, levels(5, 2)),
+                low_stock(3, 5),
+                InventoryEvent::StockReserved {
+                    product_id: other,
+                    order_id: ORDER,
+                    quantity: 1,
+                    levels: levels(30, 1)
+                },
+            ]
+        );
+        let products: Vec<Option<Uuid>> = events.iter().map(stock_product).collect();
+        assert_eq!(products, [Some(PRODUCT), Some(PRODUCT), Some(other)]);
+    }
+
+    #[test]
     fn an_order_is_reserved_when_every_line_fits() {
         let other = Uuid::from_u128(0x07e5);
         let first = StockItem::default().apply_all(&[added(1, 5, levels(5, 0))]);
@@ -583,7 +724,7 @@ mod tests {
             LineToReserve { product_id: other, quantity: 1, stock: &second },
         ];
         assert_eq!(
-            reserve_order(ORDER, &lines),
+            reserve_order(ORDER, &lines, 0),
             OrderReservation::Reserved(vec![
                 reserved(ORDER, 5, levels(5, 5)),
                 InventoryEvent::StockReserved { product_id: other, order_id: ORDER, quantity: 1, levels: levels(3, 1) },
@@ -602,7 +743,7 @@ mod tests {
             LineToReserve { product_id: PRODUCT, quantity: 9, stock: &first },
         ];
         assert_eq!(
-            reserve_order(ORDER, &lines),
+            reserve_order(ORDER, &lines, 0),
             OrderReservation::Failed(InventoryEvent::StockReservationFailed {
                 order_id: ORDER,
                 product_id: other,
@@ -632,7 +773,11 @@ mod tests {
 
     #[test]
     fn the_state_survives_a_snapshot() {
-        let state = StockItem::default().apply_all(&[added(1, 10, levels(10, 0)), reserved(ORDER, 4, levels(10, 4))]);
+        let state = StockItem::default().apply_all(&[
+            added(1, 10, levels(10, 0)),
+            reserved(ORDER, 4, levels(10, 4)),
+            low_stock(6, 8),
+        ]);
         let json = serde_json::to_string(&state).expect("the state serializes");
         let restored: StockItem = serde_json::from_str(&json).expect("the state deserializes");
         assert_eq!(restored, state);
@@ -647,7 +792,8 @@ mod tests {
                 restock_id,
                 quantity: quantity(units),
             }),
-            (id(), 1u32..=40).prop_map(|(order_id, units)| reserve(order_id, units)),
+            (id(), 1u32..=40, 0u64..=20)
+                .prop_map(|(order_id, units, threshold)| { reserve_alerting_under(order_id, units, threshold) }),
             id().prop_map(|order_id| StockCommand::Release { product_id: PRODUCT, order_id }),
             id().prop_map(|order_id| StockCommand::Commit { product_id: PRODUCT, order_id }),
             (id(), 1u64..=40).prop_map(|(order_id, units)| give_back(order_id, units)),
@@ -679,6 +825,38 @@ mod tests {
                 prop_assert_eq!(levels.available, levels.on_hand - levels.reserved);
                 prop_assert_eq!(levels.reserved, state.held.values().sum::<u64>());
                 prop_assert_eq!(state.version, before.version + events.len() as u64);
+            }
+        }
+
+        /// A low-stock alert is raised only under its threshold, and never twice without
+        /// the available units reaching that threshold in between.
+        #[test]
+        fn low_stock_alerts_once_per_crossing_whatever_the_commands(commands in proptest::collection::vec(any_command(), 0..80)) {
+            let mut state = StockItem::default();
+            let mut outstanding: Option<u64> = None;
+            for command in &commands {
+                let Ok(events) = state.decide(command) else {
+                    continue;
+                };
+                for event in &events {
+                    match *event {
+                        InventoryEvent::LowStockDetected { available, threshold, .. } => {
+                            prop_assert_eq!(outstanding, None, "alerted twice in one crossing by {:?}", command);
+                            prop_assert!(available < threshold);
+                            prop_assert_eq!(available, state.clone().apply_all(&events).levels().available);
+                            outstanding = Some(threshold);
+                        }
+                        _ => {
+                            if let Some((_, levels)) = event.levels()
+                                && outstanding.is_some_and(|threshold| levels.available >= threshold)
+                            {
+                                outstanding = None;
+                            }
+                        }
+                    }
+                }
+                state = state.apply_all(&events);
+                prop_assert_eq!(state.low_stock_alerted(), outstanding.is_some());
             }
         }
     }

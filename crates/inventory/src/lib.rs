@@ -17,12 +17,14 @@ use runtime::{OperationRouter, RunningService, ServiceContext, StartError};
 use crate::handlers::InventoryHandlers;
 
 /// Consumes orders' events and serves the inventory's operations on the context's bus
-/// until the returned service is stopped.
+/// until the returned service is stopped. The low-stock threshold follows the context's
+/// live settings (`inventory.low_stock_threshold`).
 ///
 /// Orders' events must be published on the bus first (`publish_events("orders", …)`),
 /// since the in-process bus refuses a consumer whose source it does not know.
 pub async fn start(context: ServiceContext) -> Result<RunningService, StartError> {
-    let consumers = saga::start(&*context.bus, context.store.clone(), context.consumers.clone()).await?;
+    let consumers =
+        saga::start(&*context.bus, context.store.clone(), context.consumers.clone(), context.settings.clone()).await?;
     let handlers = Arc::new(InventoryHandlers::new(context.store.clone()));
     let router = OperationRouter::new()
         .with_health_check(context.store.clone())

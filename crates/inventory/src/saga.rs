@@ -15,6 +15,10 @@
 //!   but a cancellation, and either order of the two leaves the right stock: a release
 //!   first makes the commit a no-op, a commit first makes the give-back a restock.
 //!
+//! A reservation that leaves a product under the live `inventory.low_stock_threshold`
+//! (default 5) available units appends `LowStockDetected` to the product's stream in the
+//! same append, so the alert is recorded exactly once with the reservation that caused it.
+//!
 //! Every reaction appends its effect and the inbox record in one `append_handled`, so a
 //! redelivered event changes nothing; a version conflict (a restock, another instance) is
 //! decided again on fresh state. Appended events carry `Metadata::caused_by` the order's
@@ -29,13 +33,18 @@ use contracts::orders::{self, OrderLine, OrdersEvent};
 use contracts::values::{Money, PaymentMethod};
 use eventshop_core::bus::{Bus, BusError};
 use eventshop_core::consumer::{ConsumerDefinition, ConsumerHandle, ConsumerStorage, EventHandler, HandlerError};
+use eventshop_core::settings::Settings;
 use eventshop_core::{
     Aggregate, CommandError, CommandHandler, EventCodec, EventStore, ExpectedVersion, Loaded, RecordedEvent,
     StreamAppend, StreamId, Version,
 };
+use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::domain::{LineToReserve, OrderReservation, Reservation, StockCommand, StockItem, reserve_order};
+use crate::domain::{
+    DEFAULT_LOW_STOCK_THRESHOLD, LOW_STOCK_THRESHOLD_SETTING, LineToReserve, OrderReservation, Reservation,
+    StockCommand, StockItem, reserve_order, stock_product,
+};
 
 /// The consumer that reserves placed orders and gives back closed ones; also its inbox key.
 pub const RESERVATIONS: &str = "inventory.reservations";
@@ -54,14 +63,64 @@ pub fn reservation_stream(order_id: Uuid) -> StreamId {
     StreamId::new(RESERVATION_CATEGORY, order_id)
 }
 
+/// The low-stock threshold as the live setting says now: a whole number of units, or the
+/// default when the setting is absent or unreadable.
+pub async fn low_stock_threshold(settings: &dyn Settings) -> u64 {
+    match settings.get(LOW_STOCK_THRESHOLD_SETTING).await {
+        Ok(value) => parse_threshold(value.as_deref()),
+        Err(error) => {
+            tracing::warn!(setting = LOW_STOCK_THRESHOLD_SETTING, %error, "cannot read the setting; using the default");
+            DEFAULT_LOW_STOCK_THRESHOLD
+        }
+    }
+}
+
+fn parse_threshold(value: Option<&str>) -> u64 {
+    let Some(value) = value else { return DEFAULT_LOW_STOCK_THRESHOLD };
+    value.trim().parse().unwrap_or_else(|_| {
+        tracing::warn!(setting = LOW_STOCK_THRESHOLD_SETTING, %value, "not a whole number; using the default");
+        DEFAULT_LOW_STOCK_THRESHOLD
+    })
+}
+
+/// The low-stock threshold, followed live: every reservation reads it, and a read of a
+/// NATS key-value bucket per reservation would cost a round trip on the saga's path.
+#[derive(Debug)]
+struct Threshold {
+    settings: Arc<dyn Settings>,
+    /// None when the setting cannot be watched: then each reservation asks for it.
+    watched: Option<watch::Receiver<Option<String>>>,
+}
+
+impl Threshold {
+    async fn follow(settings: Arc<dyn Settings>) -> Self {
+        let watched = match settings.watch(LOW_STOCK_THRESHOLD_SETTING).await {
+            Ok(receiver) => Some(receiver),
+            Err(error) => {
+                tracing::warn!(setting = LOW_STOCK_THRESHOLD_SETTING, %error, "cannot watch the setting; reading it each time");
+                None
+            }
+        };
+        Threshold { settings, watched }
+    }
+
+    async fn current(&self) -> u64 {
+        match &self.watched {
+            Some(receiver) => parse_threshold(receiver.borrow().as_deref()),
+            None => low_stock_threshold(&*self.settings).await,
+        }
+    }
+}
+
 /// Starts both consumers. Orders' events must be published on the bus first, since the
 /// in-process bus refuses a consumer whose source it does not know.
 pub async fn start(
     bus: &dyn Bus,
     store: Arc<dyn EventStore>,
     consumers: Arc<dyn ConsumerStorage>,
+    settings: Arc<dyn Settings>,
 ) -> Result<Vec<ConsumerHandle>, BusError> {
-    let reactions = Arc::new(StockReactions::new(store));
+    let reactions = Arc::new(StockReactions::new(store, Threshold::follow(settings).await));
     let reservations = bus
         .consume(
             ConsumerDefinition::new(RESERVATIONS, orders::SERVICE, &["OrderPlaced", "OrderRejected", "OrderCancelled"]),
@@ -101,11 +160,17 @@ struct StockReactions {
     store: Arc<dyn EventStore>,
     stock: CommandHandler<StockItem>,
     codec: EventCodec<InventoryEvent>,
+    low_stock_threshold: Threshold,
 }
 
 impl StockReactions {
-    fn new(store: Arc<dyn EventStore>) -> Self {
-        StockReactions { stock: CommandHandler::new(store.clone()), store, codec: EventCodec::new() }
+    fn new(store: Arc<dyn EventStore>, low_stock_threshold: Threshold) -> Self {
+        StockReactions {
+            stock: CommandHandler::new(store.clone()),
+            store,
+            codec: EventCodec::new(),
+            low_stock_threshold,
+        }
     }
 
     /// What was decided for the order so far, and the version of its reservation stream.
@@ -150,6 +215,7 @@ impl StockReactions {
     /// is left as it is.
     async fn reserve(&self, consumer: &str, cause: &RecordedEvent, order: PlacedOrder<'_>) -> Result<(), HandlerError> {
         let lines = merged(order.lines);
+        let low_stock_threshold = self.low_stock_threshold.current().await;
         for _attempt in 0..MAX_ATTEMPTS {
             let (reservation, _) = self.reservation(order.order_id).await?;
             if reservation != Reservation::Undecided {
@@ -169,17 +235,22 @@ impl StockReactions {
                 })
                 .collect();
             let order_stream = reservation_stream(order.order_id);
-            let appends = match reserve_order(order.order_id, &to_reserve) {
+            let appends = match reserve_order(order.order_id, &to_reserve, low_stock_threshold) {
                 OrderReservation::Reserved(reserved) => {
-                    let mut appends = Vec::with_capacity(reserved.len() + 1);
-                    for event in &reserved {
-                        let Some((product_id, _)) = event.levels() else { continue };
-                        let Some(position) = lines.iter().position(|line| line.product_id == product_id) else {
+                    let mut appends = Vec::with_capacity(lines.len() + 1);
+                    for (line, loaded) in lines.iter().zip(&stock) {
+                        // The line's reservation, and its low-stock alert if it made one.
+                        let events: Vec<InventoryEvent> = reserved
+                            .iter()
+                            .filter(|event| stock_product(event) == Some(line.product_id))
+                            .cloned()
+                            .collect();
+                        if events.is_empty() {
                             continue;
-                        };
-                        let expected = ExpectedVersion::after(stock[position].version);
-                        let stream_id = CommandHandler::<StockItem>::stream_id(product_id);
-                        appends.push(self.append(stream_id, expected, std::slice::from_ref(event), cause)?);
+                        }
+                        let expected = ExpectedVersion::after(loaded.version);
+                        let stream_id = CommandHandler::<StockItem>::stream_id(line.product_id);
+                        appends.push(self.append(stream_id, expected, &events, cause)?);
                     }
                     let reserved_for_order = InventoryEvent::StockReservedForOrder {
                         order_id: order.order_id,

@@ -11,7 +11,7 @@ use contracts::orders::{OrderLine, OrdersEvent, RejectionReason};
 use contracts::values::{Money, PaymentMethod, Quantity};
 use eventshop_core::bus::{EventBus, MessageContext, call};
 use eventshop_core::consumer::ConsumerStorage;
-use eventshop_core::settings::LocalSettings;
+use eventshop_core::settings::{LocalSettings, Settings};
 use eventshop_core::{EventCodec, EventStore, ExpectedVersion, InMemoryEventStore, Metadata, Position, StreamId};
 use inventory::saga::{RESERVATIONS, SETTLEMENT, reservation_stream};
 use runtime::{InProcessBus, RunningService, ServiceContext};
@@ -23,6 +23,8 @@ struct Harness {
     bus: Arc<InProcessBus>,
     inventory: Arc<InMemoryEventStore>,
     orders: Arc<InMemoryEventStore>,
+    /// The live settings every instance reads (`inventory.low_stock_threshold`).
+    settings: Arc<LocalSettings>,
     services: Vec<RunningService>,
 }
 
@@ -33,7 +35,13 @@ impl Harness {
         let bus = Arc::new(InProcessBus::new());
         let orders = Arc::new(InMemoryEventStore::new());
         let _published = bus.publish_events("orders", orders.clone()).await.expect("publishes");
-        let mut harness = Harness { bus, inventory: Arc::new(InMemoryEventStore::new()), orders, services: Vec::new() };
+        let mut harness = Harness {
+            bus,
+            inventory: Arc::new(InMemoryEventStore::new()),
+            orders,
+            settings: Arc::new(LocalSettings::new([])),
+            services: Vec::new(),
+        };
         for _ in 0..instances {
             harness.start_instance().await;
         }
@@ -45,7 +53,7 @@ impl Harness {
             store: self.inventory.clone(),
             bus: self.bus.clone(),
             consumers: self.inventory.clone(),
-            settings: Arc::new(LocalSettings::new([])),
+            settings: self.settings.clone(),
         };
         self.services.push(inventory::start(context).await.expect("inventory starts"));
     }
@@ -96,6 +104,12 @@ impl Harness {
             recorded.first().map(|event| EventCodec::<InventoryEvent>::new().decode(event).expect("event decodes"))
         })
         .await
+    }
+
+    /// The low-stock alerts on a product's stream.
+    async fn low_stock_alerts(&self, product_id: Uuid) -> Vec<InventoryEvent> {
+        let stream = self.stock_stream(product_id).await;
+        stream.into_iter().filter(|event| matches!(event, InventoryEvent::LowStockDetected { .. })).collect()
     }
 
     async fn stock_stream(&self, product_id: Uuid) -> Vec<InventoryEvent> {
@@ -258,7 +272,9 @@ async fn orders_delivered_again_change_nothing() {
     let mut harness = Harness::start(1).await;
     let (pen, held, refused) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     harness.restock(pen, 2).await;
+    // One after the other: orders' streams are handled at once, in no order among them.
     harness.place(held, &[(pen, 2)]).await;
+    harness.decision(held).await;
     harness.place(refused, &[(pen, 1)]).await;
     harness.decision(refused).await;
     harness.caught_up(RESERVATIONS).await;
@@ -350,5 +366,64 @@ async fn an_order_cancelled_before_inventory_saw_it_holds_nothing_in_the_end() {
 
     assert!(matches!(harness.decision(order_id).await, InventoryEvent::StockReservedForOrder { .. }));
     assert_eq!(harness.levels(pen).await, levels(4, 0), "the cancelled order still holds units");
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reservation_that_makes_stock_low_records_it_once_per_crossing() {
+    let harness = Harness::start(1).await;
+    let (pen, first, second, third) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    harness.restock(pen, 10).await;
+
+    // Given 10 units and the default threshold of 5, when an order holds 6, then 4 are left:
+    // low, recorded in the reservation's own append.
+    harness.place(first, &[(pen, 6)]).await;
+    harness.decision(first).await;
+    let alert = InventoryEvent::LowStockDetected { product_id: pen, available: 4, threshold: 5 };
+    assert_eq!(harness.low_stock_alerts(pen).await, std::slice::from_ref(&alert));
+    let recorded = harness.inventory.read_stream(&StreamId::new("stock", pen), 0).await.expect("stream reads");
+    let (reserved, detected) = (&recorded[1], &recorded[2]);
+    assert_eq!((reserved.event_type.as_str(), detected.event_type.as_str()), ("StockReserved", "LowStockDetected"));
+    assert_eq!(detected.position.0, reserved.position.0 + 1, "one append");
+    assert_eq!((detected.causation_id, detected.correlation_id), (reserved.causation_id, first));
+
+    // When another order takes one more while the stock is still low, then no second alert.
+    harness.place(second, &[(pen, 1)]).await;
+    harness.decision(second).await;
+    assert_eq!(harness.levels(pen).await, levels(10, 7));
+    assert_eq!(harness.low_stock_alerts(pen).await.len(), 1, "once per crossing");
+
+    // When a restock brings it back above the threshold and an order takes it under again,
+    // then it is low again.
+    harness.restock(pen, 10).await;
+    harness.place(third, &[(pen, 10)]).await;
+    harness.decision(third).await;
+    let again = InventoryEvent::LowStockDetected { product_id: pen, available: 3, threshold: 5 };
+    assert_eq!(harness.low_stock_alerts(pen).await, [alert, again]);
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_low_stock_threshold_is_read_live_from_the_settings() {
+    let harness = Harness::start(1).await;
+    let (pen, ink) = (Uuid::now_v7(), Uuid::now_v7());
+    harness.restock(pen, 100).await;
+    harness.restock(ink, 100).await;
+    harness.settings.set("inventory.low_stock_threshold", "0").await.expect("set");
+    let order = Uuid::now_v7();
+    harness.place(order, &[(pen, 100)]).await;
+    harness.decision(order).await;
+    assert!(harness.low_stock_alerts(pen).await.is_empty(), "a threshold of 0 never alerts");
+
+    harness.settings.set("inventory.low_stock_threshold", " 50 ").await.expect("set");
+    let order = Uuid::now_v7();
+    harness.place(order, &[(ink, 51)]).await;
+    harness.decision(order).await;
+    let alert = InventoryEvent::LowStockDetected { product_id: ink, available: 49, threshold: 50 };
+    assert_eq!(harness.low_stock_alerts(ink).await, [alert]);
+
+    assert_eq!(inventory::saga::low_stock_threshold(&LocalSettings::new([])).await, 5, "the default");
+    let unreadable = LocalSettings::new([("inventory.low_stock_threshold".to_owned(), "a few".to_owned())]);
+    assert_eq!(inventory::saga::low_stock_threshold(&unreadable).await, 5);
     harness.stop().await;
 }
