@@ -23,6 +23,9 @@ pub enum Command {
     /// Loads a sample catalog with stock, users and wallets into a running shop through its
     /// API, as the administrator of EVENTSHOP_ADMIN_EMAIL / EVENTSHOP_ADMIN_PASSWORD.
     DemoData(DemoDataArguments),
+    /// Drives a running shop with virtual users (shoppers, a flash sale, or read-only
+    /// browsers) and reports throughput and latency percentiles, as text, JSON and HTML.
+    Loadtest(loadtest::LoadtestArguments),
 }
 
 /// Settings of `run`; any not given comes from the environment, then `eventshop.toml`,

@@ -22,5 +22,6 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(arguments) => shop::run(config::Config::load(arguments)?).await,
         Command::DemoData(arguments) => demo_data::load(arguments).await,
+        Command::Loadtest(arguments) => loadtest::run(arguments).await.map(drop).map_err(Into::into),
     }
 }
