@@ -92,22 +92,26 @@ impl CartHandlers {
         self.execute(request.user_id, command, Vec::new(), &context).await
     }
 
-    /// Places an order with the cart's available lines through orders' `PlaceOrder`, then
-    /// records the checkout, so that the order's confirmation clears the cart.
+    /// Records the checkout, then places an order with the cart's available lines through
+    /// orders' `PlaceOrder`; the order's confirmation clears the cart.
     ///
-    /// The order is placed first: if the checkout cannot be recorded afterwards, a retry
-    /// (same `order_id`) places the same order again, which orders answers as the first
-    /// time, and records it then. A retry after the checkout was recorded asks orders for
-    /// the order instead, since the cart may have been cleared by then.
+    /// The checkout is recorded first because the saga may confirm the order before this
+    /// call returns, and the confirmation clears only a cart that knows it was checked out
+    /// as that order. A retry (same `order_id`) of a recorded checkout asks orders for the
+    /// order, and places it if orders never got it (the first attempt failed in between).
     #[tracing::instrument(skip_all, fields(user_id = %request.user_id, order_id = %request.order_id))]
     pub async fn checkout(&self, request: CheckoutCart, context: MessageContext) -> Result<OrderAccepted, Rejection> {
         let (user_id, order_id) = (request.user_id, request.order_id);
         let loaded = self.carts.load(user_id).await.map_err(|error| command_rejection(error, cart_rejection))?;
-        if loaded.state.was_checked_out_as(order_id) {
-            let order = call(&*self.bus, &GetOrder { order_id, viewer: Some(user_id) }, context.child(), CALL_TIMEOUT)
-                .await
-                .map_err(forwarded)?;
-            return Ok(OrderAccepted { order_id, status: order.status });
+        let recorded = loaded.state.was_checked_out_as(order_id);
+        if recorded {
+            let order =
+                call(&*self.bus, &GetOrder { order_id, viewer: Some(user_id) }, context.child(), CALL_TIMEOUT).await;
+            match order {
+                Ok(order) => return Ok(OrderAccepted { order_id, status: order.status }),
+                Err(CallError::Rejected(rejection)) if rejection.kind == RejectionKind::NotFound => {}
+                Err(error) => return Err(forwarded(error)),
+            }
         }
         let product_ids: Vec<Uuid> = loaded.state.items().iter().map(|item| item.product_id).collect();
         let products = self.products(&product_ids, &context).await?;
@@ -126,6 +130,12 @@ impl CartHandlers {
         if items.is_empty() {
             return Err(Rejection::new(RejectionKind::Conflict, "the cart is empty"));
         }
+        if !recorded {
+            self.carts
+                .execute(user_id, &CartCommand::RecordCheckout { user_id, order_id }, context.event_metadata())
+                .await
+                .map_err(|error| command_rejection(error, cart_rejection))?;
+        }
         let place = PlaceOrder {
             order_id,
             user_id,
@@ -133,12 +143,7 @@ impl CartHandlers {
             shipping_address: request.shipping_address,
             payment_method: request.payment_method,
         };
-        let accepted = call(&*self.bus, &place, context.child(), CALL_TIMEOUT).await.map_err(forwarded)?;
-        self.carts
-            .execute(user_id, &CartCommand::RecordCheckout { user_id, order_id }, context.event_metadata())
-            .await
-            .map_err(|error| command_rejection(error, cart_rejection))?;
-        Ok(accepted)
+        call(&*self.bus, &place, context.child(), CALL_TIMEOUT).await.map_err(forwarded)
     }
 
     /// Runs `command` on the user's cart and answers the cart it left, priced with `known`

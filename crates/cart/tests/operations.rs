@@ -44,6 +44,8 @@ impl FakeCatalog {
 struct FakeOrders {
     placed: Mutex<Vec<PlaceOrder>>,
     refusal: Mutex<Option<Rejection>>,
+    /// Confirm each order before answering its placement, as a fast saga can.
+    confirms_before_answering: std::sync::atomic::AtomicBool,
 }
 
 impl FakeOrders {
@@ -110,11 +112,21 @@ impl Shop {
                 .expect("the fake catalog serves")
         };
         let fake_orders = {
-            let (placing, getting) = (orders.clone(), orders.clone());
+            let (placing, getting, orders_events) = (orders.clone(), orders.clone(), orders_store.clone());
             OperationRouter::new()
                 .route::<PlaceOrder, _, _>(move |request, _context| {
+                    let (user_id, order_id) = (request.user_id, request.order_id);
+                    let confirm = placing.confirms_before_answering.load(std::sync::atomic::Ordering::SeqCst);
                     let answer = placing.place(request);
-                    async move { answer }
+                    let orders_events = orders_events.clone();
+                    async move {
+                        if confirm && answer.is_ok() {
+                            append_confirmation(&orders_events, user_id, order_id).await;
+                            // Long enough for the cart's consumer to see the confirmation first.
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                        }
+                        answer
+                    }
                 })
                 .route::<GetOrder, _, _>(move |request, _context| {
                     let answer = getting.get(&request);
@@ -156,15 +168,7 @@ impl Shop {
 
     /// Records orders' confirmation of `order_id` in the orders store, as orders would.
     async fn confirm(&self, user_id: Uuid, order_id: Uuid) -> Metadata {
-        let confirmed =
-            OrdersEvent::OrderConfirmed { order_id, user_id, shipping_address: address(), lines: Vec::new() };
-        let metadata = Metadata::new_transaction(Some(user_id));
-        let event = EventCodec::<OrdersEvent>::new().encode(&confirmed, metadata).expect("encodes");
-        self.orders_store
-            .append(&StreamId::new("order", order_id), ExpectedVersion::Any, vec![event])
-            .await
-            .expect("orders appends");
-        metadata
+        append_confirmation(&self.orders_store, user_id, order_id).await
     }
 
     async fn cart_events(&self, user_id: Uuid) -> Vec<eventshop_core::RecordedEvent> {
@@ -177,6 +181,17 @@ impl Shop {
             fake.stop().await;
         }
     }
+}
+
+async fn append_confirmation(orders_store: &InMemoryEventStore, user_id: Uuid, order_id: Uuid) -> Metadata {
+    let confirmed = OrdersEvent::OrderConfirmed { order_id, user_id, shipping_address: address(), lines: Vec::new() };
+    let metadata = Metadata::new_transaction(Some(user_id));
+    let event = EventCodec::<OrdersEvent>::new().encode(&confirmed, metadata).expect("encodes");
+    orders_store
+        .append(&StreamId::new("order", order_id), ExpectedVersion::Any, vec![event])
+        .await
+        .expect("orders appends");
+    metadata
 }
 
 fn address() -> AddressInput {
@@ -422,7 +437,7 @@ async fn an_empty_cart_or_one_with_nothing_for_sale_cannot_be_checked_out() {
 }
 
 #[tokio::test]
-async fn a_refused_placement_is_answered_as_orders_refused_it_and_records_nothing() {
+async fn a_refused_placement_is_answered_as_orders_refused_it_and_a_retry_places_the_order() {
     let shop = Shop::start().await;
     let (user_id, socks) = (Uuid::now_v7(), Uuid::now_v7());
     shop.catalog.put(product(socks, "Socks", 500));
@@ -431,13 +446,19 @@ async fn a_refused_placement_is_answered_as_orders_refused_it_and_records_nothin
         .with_details(serde_json::json!({ "errors": [{ "field": "items[0].product_id", "message": "gone" }] }));
     *shop.orders.refusal.lock().expect("orders lock") = Some(refusal.clone());
 
-    let result = shop.checkout(user_id, Uuid::now_v7()).await;
+    let order_id = Uuid::now_v7();
+    let result = shop.checkout(user_id, order_id).await;
 
     match result {
         Err(CallError::Rejected(rejection)) => assert_eq!(rejection, refusal),
         other => panic!("expected orders' rejection, got {other:?}"),
     }
-    assert_eq!(shop.get(user_id).await.version, 1, "no checkout recorded");
+    assert_eq!(shop.get(user_id).await.items.len(), 1, "the cart keeps its items");
+    // Orders takes it on the second try, with the same order id.
+    *shop.orders.refusal.lock().expect("orders lock") = None;
+    let accepted = shop.checkout(user_id, order_id).await.expect("placed on retry");
+    assert_eq!(accepted.order_id, order_id);
+    assert_eq!(shop.orders.placements().len(), 1);
     shop.stop().await;
 }
 
@@ -458,6 +479,20 @@ async fn the_confirmation_of_the_checked_out_order_clears_the_cart_in_its_transa
     let cleared = events.last().expect("an event");
     assert_eq!(cleared.event_type, "CartCleared");
     assert_eq!(cleared.correlation_id, confirmation.correlation_id, "cleared within the order's transaction");
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn a_confirmation_that_arrives_before_the_checkout_answers_still_clears_the_cart() {
+    let shop = Shop::start().await;
+    let (user_id, order_id, socks) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    shop.catalog.put(product(socks, "Socks", 500));
+    shop.set(user_id, socks, 1).await.expect("added");
+    shop.orders.confirms_before_answering.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    shop.checkout(user_id, order_id).await.expect("checked out");
+
+    eventually(&shop, user_id, |cart| cart.items.is_empty()).await;
     shop.stop().await;
 }
 
