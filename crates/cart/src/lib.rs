@@ -26,7 +26,7 @@ use crate::handlers::CartHandlers;
 pub async fn start(context: ServiceContext) -> Result<RunningService, StartError> {
     let reactions = orders::start(&*context.bus, context.store.clone(), context.consumers.clone()).await?;
     let handlers = Arc::new(CartHandlers::new(context.store.clone(), context.bus.clone()));
-    let router = router(handlers).with_health_check(context.store.clone());
+    let router = router(handlers).with_admin(&context);
     RunningService::new()
         .with_consumer(reactions)
         .serving(router, &*context.bus, SERVICE, "one cart per user, checked out into orders")

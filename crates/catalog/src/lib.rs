@@ -49,7 +49,7 @@ pub async fn start(context: ServiceContext) -> Result<RunningService, StartError
         }
     };
     let catalog = Arc::new(Catalog::new(context.store.clone(), listing));
-    let router = router(catalog).with_health_check(context.store.clone());
+    let router = router(catalog).with_admin(&context);
     let description = "products, prices and categories, and the listing shoppers browse";
     RunningService::new()
         .with_consumer(stock)

@@ -7,6 +7,7 @@
 //! request that decodes is a valid request (`Email`, `Sku`, `Quantity`, `Money`), and the
 //! gateway names the bad field from the decode error's path.
 
+pub mod admin;
 pub mod cart;
 pub mod catalog;
 pub mod identity;

@@ -7,7 +7,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    cart, catalog, health, identity, inventory, notifications, orders, recommendations, reviews, shipping, wallet,
+    admin, cart, catalog, health, identity, inventory, notifications, orders, recommendations, reviews, shipping,
+    wallet,
 };
 
 #[derive(OpenApi)]
@@ -93,6 +94,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     document.merge(reviews::Api::openapi());
     document.merge(notifications::Api::openapi());
     document.merge(recommendations::Api::openapi());
+    document.merge(admin::Api::openapi());
     document.info.version = env!("CARGO_PKG_VERSION").to_owned();
     document
 }

@@ -32,7 +32,7 @@ use crate::handlers::{Identity, operation};
 pub async fn start(context: ServiceContext) -> Result<RunningService, StartError> {
     let identity = Arc::new(Identity::new(context.store.clone()));
     let server = OperationRouter::new()
-        .with_health_check(context.store.clone())
+        .with_admin(&context)
         .route::<RegisterUser, _, _>(operation(&identity, Identity::register_user))
         .route::<LogIn, _, _>(operation(&identity, Identity::log_in))
         .route::<RefreshSession, _, _>(operation(&identity, Identity::refresh_session))

@@ -27,7 +27,7 @@ pub async fn start(context: ServiceContext) -> Result<RunningService, StartError
         saga::start(&*context.bus, context.store.clone(), context.consumers.clone(), context.settings.clone()).await?;
     let handlers = Arc::new(InventoryHandlers::new(context.store.clone()));
     let router = OperationRouter::new()
-        .with_health_check(context.store.clone())
+        .with_admin(&context)
         .route::<Restock, _, _>({
             let handlers = handlers.clone();
             move |request, message| {

@@ -60,7 +60,7 @@ pub async fn start_with(context: ServiceContext, policy: OutboxPolicy) -> Result
         .with_task(outbox)
         .with_task(follower)
         .serving(
-            router(handlers).with_health_check(context.store.clone()),
+            router(handlers).with_admin(&context),
             &*context.bus,
             SERVICE,
             "notifications to buyers and administrators, in the app and by email",

@@ -46,7 +46,7 @@ pub async fn start(context: ServiceContext) -> Result<RunningService, StartError
         };
     let service = Arc::new(Orders::new(context.store.clone(), context.bus.clone(), orders.clone(), view.clone()));
     let served = router(service)
-        .with_health_check(context.store.clone())
+        .with_admin(&context)
         .serve(&*context.bus, SERVICE, "orders, their status history and deadlines")
         .await;
     let server = match served {

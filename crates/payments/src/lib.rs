@@ -27,7 +27,7 @@ pub async fn start(context: ServiceContext) -> Result<RunningService, StartError
     let consumers = saga::start(&*context.bus, context.store.clone(), context.consumers.clone()).await?;
     let handlers = Arc::new(WalletHandlers::new(context.store.clone()));
     let router = OperationRouter::new()
-        .with_health_check(context.store.clone())
+        .with_admin(&context)
         .route::<DepositFunds, _, _>({
             let handlers = handlers.clone();
             move |request, message| {

@@ -39,7 +39,7 @@ pub async fn start(context: ServiceContext) -> Result<RunningService, StartError
         }
     };
     let service = Arc::new(RecommendationsService::new(context.bus.clone(), view));
-    let router = router(service).with_health_check(context.store.clone());
+    let router = router(service).with_admin(&context);
     let description = "products bought together and popular in a category";
     RunningService::new()
         .with_consumers(consumers)

@@ -46,7 +46,7 @@ pub async fn start(context: ServiceContext) -> Result<RunningService, StartError
         }
     };
     let reviews = Arc::new(Reviews::new(context.store.clone(), context.bus.clone(), view));
-    let router = router(reviews).with_health_check(context.store.clone());
+    let router = router(reviews).with_admin(&context);
     RunningService::new()
         .with_consumer(purchases)
         .with_task(follower)

@@ -176,6 +176,7 @@ impl EventBus for InProcessBus {
             .source(&definition.source)
             .ok_or_else(|| BusError::NoResponders { service: format!("events of {}", definition.source) })?;
         let position = storage.consumer_position(&definition.name).await.map_err(BusError::transport)?;
+        crate::admin::register_consumer_name(&storage, &definition.name);
         let mut lanes = Vec::with_capacity(LANES as usize);
         for _ in 0..LANES {
             let lane = EventConsumer::start(definition.clone(), handler.clone(), storage.clone()).await;

@@ -2,6 +2,7 @@
 //! answers requests ([`OperationRouter`]) and keeps read models ([`LiveView`]); the
 //! in-process bus of the embedded deployment and its settings file.
 
+pub mod admin;
 pub mod in_process;
 pub mod reaction;
 pub mod service;

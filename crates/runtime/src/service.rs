@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use contracts::admin;
 use eventshop_core::bus::{
     Bus, MessageContext, Operation, Rejection, RejectionKind, Reply, Request, RequestHandler, Running,
     ServiceDefinition, reply_body, request_body,
@@ -69,9 +70,12 @@ impl OperationRouter {
 
     /// Also answers [`CHECK_HEALTH`](eventshop_core::bus::CHECK_HEALTH): whether this instance can read its own store. The
     /// gateway's readiness asks every service (SPEC §4: "stores and bus reachable").
+    /// It also answers the admin operations on the service's events and live views
+    /// (`contracts::admin`), which need only the store.
     pub fn with_health_check(mut self, store: Arc<dyn EventStore>) -> Self {
+        let health = store.clone();
         let boxed: BoxedHandler = Box::new(move |_request: Request| {
-            let store = store.clone();
+            let store = health.clone();
             Box::pin(async move {
                 match store.head_position().await {
                     Ok(head) => reply_body(&serde_json::json!({ "store": "ok", "head_position": head.0 })),
@@ -80,6 +84,70 @@ impl OperationRouter {
             })
         });
         self.handlers.insert(eventshop_core::bus::CHECK_HEALTH, boxed);
+        let events = store.clone();
+        self =
+            self.admin_route(admin::READ_EVENTS, move |request: Request| {
+                let store = events.clone();
+                async move {
+                    reply_body(&crate::admin::read_events(&request.service, &store, request_body(&request)?).await?)
+                }
+            });
+        let projections = store.clone();
+        self = self.admin_route(admin::LIST_PROJECTIONS, move |request: Request| {
+            let store = projections.clone();
+            async move { reply_body(&crate::admin::list_projections(&request.service, &store).await?) }
+        });
+        self.admin_route(admin::REBUILD_PROJECTION, move |request: Request| {
+            let store = store.clone();
+            async move {
+                let rebuild = request_body(&request)?;
+                reply_body(&crate::admin::rebuild_projection(&request.service, &store, rebuild).await?)
+            }
+        })
+    }
+
+    /// Everything [`with_health_check`](Self::with_health_check) answers, and the admin
+    /// operations on the service's consumers and dead letters (`contracts::admin`).
+    pub fn with_admin(self, context: &ServiceContext) -> Self {
+        let storage = context.consumers.clone();
+        let consumers = storage.clone();
+        let letters = storage.clone();
+        let retry = storage.clone();
+        self.with_health_check(context.store.clone())
+            .admin_route(admin::LIST_CONSUMERS, move |request: Request| {
+                let storage = consumers.clone();
+                async move { reply_body(&crate::admin::list_consumers(&request.service, &storage).await?) }
+            })
+            .admin_route(admin::LIST_DEAD_LETTERS, move |request: Request| {
+                let storage = letters.clone();
+                async move {
+                    let list = request_body(&request)?;
+                    reply_body(&crate::admin::list_dead_letters(&request.service, &storage, list).await?)
+                }
+            })
+            .admin_route(admin::RETRY_DEAD_LETTER, move |request: Request| {
+                let storage = retry.clone();
+                async move { reply_body(&crate::admin::retry_dead_letter(&storage, request_body(&request)?).await?) }
+            })
+            .admin_route(admin::DISCARD_DEAD_LETTER, move |request: Request| {
+                let storage = storage.clone();
+                async move { reply_body(&crate::admin::discard_dead_letter(&storage, request_body(&request)?).await?) }
+            })
+    }
+
+    /// Answers an operation that every service has, by name, with the raw request: its
+    /// `service` names the service the admin asked.
+    fn admin_route<F, Fut>(mut self, name: &'static str, handler: F) -> Self
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Reply> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let boxed: BoxedHandler = Box::new(move |request: Request| {
+            let handler = handler.clone();
+            Box::pin(async move { handler(request).await })
+        });
+        self.handlers.insert(name, boxed);
         self
     }
 
@@ -128,7 +196,7 @@ pub enum StartError {
 #[derive(Debug, Default)]
 pub struct RunningService {
     servers: Vec<Box<dyn Running>>,
-    consumers: Vec<ConsumerHandle>,
+    consumers: Vec<Arc<ConsumerHandle>>,
     tasks: Vec<Box<dyn Running>>,
 }
 
@@ -142,7 +210,10 @@ impl RunningService {
         self
     }
 
+    /// Also registers the consumer for the admin's dead-letter retries and discards.
     pub fn with_consumer(mut self, consumer: ConsumerHandle) -> Self {
+        let consumer = Arc::new(consumer);
+        crate::admin::register_consumer(&consumer);
         self.consumers.push(consumer);
         self
     }
@@ -184,12 +255,24 @@ impl RunningService {
             server.stop().await;
         }
         for consumer in self.consumers {
-            consumer.stop().await;
+            stop_consumer(consumer).await;
         }
         for task in self.tasks {
             task.stop().await;
         }
     }
+}
+
+/// Stops a consumer once no admin request holds it (the registry keeps only weak ones).
+async fn stop_consumer(mut consumer: Arc<ConsumerHandle>) {
+    for _ in 0..500 {
+        match Arc::try_unwrap(consumer) {
+            Ok(handle) => return handle.stop().await,
+            Err(shared) => consumer = shared,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tracing::warn!("a consumer is still busy with an admin request; leaving it to stop with the process");
 }
 
 /// The rejection for a failed command: conflicts the handler could not resolve by

@@ -7,6 +7,7 @@
 //! command that appended at position *p* answers after the view has passed *p*, which is
 //! how a service reads its own writes. See docs/decisions/0004.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -20,6 +21,13 @@ use tokio::task::JoinHandle;
 /// How long a read waits for the view to reach a position before answering from what it
 /// has: far longer than a healthy view ever lags.
 const READ_YOUR_WRITES_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a rebuild tries again after the store failed before it gives up.
+const REBUILD_ATTEMPTS: u32 = 10;
+
+/// How many 20 ms pauses a rebuild waits for a lagging live view to reach the replay's
+/// position: as long as a read waits for its own write.
+const REBUILD_WAITS: u32 = 250;
 
 /// A read model folded from a store's events. `apply` must be deterministic: replaying the
 /// same events into `Default` gives the same view.
@@ -42,8 +50,12 @@ impl<V> Clone for LiveView<V> {
 #[derive(Debug)]
 struct Shared<V> {
     name: String,
+    store: Arc<dyn EventStore>,
     state: RwLock<V>,
     position: watch::Sender<Position>,
+    /// Whether a rebuild runs, and how far its replay has come.
+    rebuilding: AtomicBool,
+    rebuild_position: AtomicU64,
 }
 
 impl<V: View> LiveView<V> {
@@ -51,11 +63,14 @@ impl<V: View> LiveView<V> {
     pub async fn start(name: &str, store: Arc<dyn EventStore>) -> Result<(Self, Box<dyn Running>), StoreError> {
         let shared = Arc::new(Shared {
             name: name.to_owned(),
+            store: store.clone(),
             state: RwLock::new(V::default()),
             position: watch::channel(Position::START).0,
+            rebuilding: AtomicBool::new(false),
+            rebuild_position: AtomicU64::new(0),
         });
         let mut subscription =
-            CatchUpSubscription::new(store, Position::START).with_poll_interval(Duration::from_millis(250));
+            CatchUpSubscription::new(store.clone(), Position::START).with_poll_interval(Duration::from_millis(250));
         loop {
             let batch = subscription.try_next_batch().await?;
             if batch.is_empty() {
@@ -66,6 +81,8 @@ impl<V: View> LiveView<V> {
         tracing::debug!(view = name, position = %subscription.position(), "view replayed");
         let (stop, receiver) = watch::channel(false);
         let task = tokio::spawn(follow(shared.clone(), subscription, StopSignal::from(receiver)));
+        let admin: Arc<dyn AdminView> = shared.clone();
+        crate::admin::register_view(&store, &admin);
         Ok((LiveView { shared }, Box::new(Follower { stop, task })))
     }
 
@@ -94,18 +111,121 @@ impl<V: View> LiveView<V> {
     pub fn position(&self) -> Position {
         *self.shared.position.borrow()
     }
+
+    /// Replays the store into a fresh view and swaps it in (see [`AdminView::start_rebuild`]);
+    /// false if a rebuild already runs.
+    pub fn rebuild(&self) -> bool {
+        self.shared.clone().start_rebuild()
+    }
+
+    /// Whether a rebuild runs now.
+    pub fn is_rebuilding(&self) -> bool {
+        self.shared.rebuilding.load(Ordering::SeqCst)
+    }
+}
+
+/// What the admin operations see of a live view, whatever its type.
+pub(crate) trait AdminView: Send + Sync {
+    fn name(&self) -> &str;
+    fn position(&self) -> Position;
+    /// While a rebuild runs, how far its replay has come.
+    fn rebuild_progress(&self) -> Option<Position>;
+    /// Starts replaying the store into a fresh state in the background; the live state
+    /// keeps answering until the fresh one has caught up, then they swap. False if a
+    /// rebuild already runs.
+    fn start_rebuild(self: Arc<Self>) -> bool;
+}
+
+impl<V: View> AdminView for Shared<V> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn position(&self) -> Position {
+        *self.position.borrow()
+    }
+
+    fn rebuild_progress(&self) -> Option<Position> {
+        self.rebuilding.load(Ordering::SeqCst).then(|| Position(self.rebuild_position.load(Ordering::SeqCst)))
+    }
+
+    fn start_rebuild(self: Arc<Self>) -> bool {
+        if self.rebuilding.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        self.rebuild_position.store(0, Ordering::SeqCst);
+        tokio::spawn(async move {
+            for attempt in 1..=REBUILD_ATTEMPTS {
+                match self.rebuild().await {
+                    Ok(true) => {
+                        tracing::info!(view = %self.name, position = %self.position(), "view rebuilt");
+                        break;
+                    }
+                    Ok(false) => {
+                        tracing::warn!(view = %self.name, "the view stopped following its store; rebuild abandoned");
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(view = %self.name, %error, attempt, "rebuild cannot read the store");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            self.rebuilding.store(false, Ordering::SeqCst);
+        });
+        true
+    }
 }
 
 impl<V: View> Shared<V> {
     fn apply(&self, batch: &[RecordedEvent]) {
         let Some(last) = batch.last() else { return };
-        {
-            let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-            for event in batch {
-                state.apply(event);
-            }
+        let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for event in batch {
+            state.apply(event);
         }
+        // Under the lock, so that a rebuild holding it sees the position of the state.
         self.position.send_replace(last.position);
+    }
+
+    /// Replays the store from the start into a fresh state, then swaps it in at the exact
+    /// position the live state has reached, so that the follower goes on from there
+    /// without applying an event twice or missing one. False if the live state never
+    /// reached the replay's position (its follower stopped): the old state stays.
+    async fn rebuild(&self) -> Result<bool, StoreError> {
+        let mut waits = 0;
+        let mut fresh = V::default();
+        let mut fresh_position = Position::START;
+        let mut subscription = CatchUpSubscription::new(self.store.clone(), Position::START);
+        loop {
+            let batch = subscription.try_next_batch().await?;
+            if let Some(last) = batch.last() {
+                for event in &batch {
+                    fresh.apply(event);
+                }
+                fresh_position = last.position;
+                self.rebuild_position.store(fresh_position.0, Ordering::SeqCst);
+                continue;
+            }
+            {
+                let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let live = *self.position.borrow();
+                if live == fresh_position {
+                    *state = fresh;
+                    return Ok(true);
+                }
+                if live > fresh_position {
+                    // The store grew since the replay ended: read on.
+                    continue;
+                }
+            }
+            // The follower lags behind the replay: let it catch up to where the fresh state is.
+            waits += 1;
+            if waits > REBUILD_WAITS {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! and from the contracts. Request shapes hold the contracts' newtypes, so that a value
 //! the domain would refuse fails the decode and is reported with its JSON path.
 
+pub mod admin;
 pub mod cart;
 pub mod catalog;
 pub mod health;
@@ -69,6 +70,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(reviews::routes())
         .merge(notifications::routes())
         .merge(recommendations::routes())
+        .merge(admin::routes())
 }
 
 /// Any path no route matches: a 404 problem.
