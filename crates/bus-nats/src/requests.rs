@@ -318,6 +318,7 @@ fn status_code(kind: RejectionKind) -> usize {
         RejectionKind::Conflict => 409,
         RejectionKind::PreconditionFailed => 412,
         RejectionKind::Internal => 500,
+        RejectionKind::Unavailable => 503,
     }
 }
 

@@ -17,7 +17,7 @@ use contracts::orders::{GetOrder, OrderAccepted, OrderItemRequest, PlaceOrder};
 use contracts::values::{Currency, Money, Quantity};
 use eventshop_core::bus::{Bus, CallError, MessageContext, Rejection, RejectionKind, call};
 use eventshop_core::{CommandHandler, EventStore, Version};
-use runtime::{command_rejection, internal};
+use runtime::{command_rejection, forwarded, internal};
 use uuid::Uuid;
 
 use crate::domain::{Cart, CartCommand, CartError};
@@ -227,14 +227,6 @@ impl CartHandlers {
         // Any failure of the catalog, a refusal included, is ours to report: the caller
         // asked about its cart, not about the catalog.
         call(&*self.bus, &request, context.child(), CALL_TIMEOUT).await.map_err(internal)
-    }
-}
-
-/// A refusal of another service is passed on as it is; not reaching it is internal.
-fn forwarded(error: CallError) -> Rejection {
-    match error {
-        CallError::Rejected(rejection) => rejection,
-        other => internal(other),
     }
 }
 

@@ -171,6 +171,9 @@ pub enum RejectionKind {
     Forbidden,
     /// The service failed; details are in its log (500).
     Internal,
+    /// A service this one needed did not answer, or is not running: retrying later may
+    /// succeed (503).
+    Unavailable,
 }
 
 impl fmt::Display for RejectionKind {
@@ -182,6 +185,7 @@ impl fmt::Display for RejectionKind {
             RejectionKind::PreconditionFailed => "precondition failed",
             RejectionKind::Forbidden => "forbidden",
             RejectionKind::Internal => "internal error",
+            RejectionKind::Unavailable => "unavailable",
         };
         f.write_str(name)
     }

@@ -224,6 +224,7 @@ impl From<Rejection> for ApiError {
             RejectionKind::PreconditionFailed => ApiError::PreconditionFailed(message),
             RejectionKind::Forbidden => ApiError::Forbidden(message),
             RejectionKind::Internal => ApiError::Internal(format!("a service answered: {message}")),
+            RejectionKind::Unavailable => ApiError::ServiceUnavailable(message),
         }
     }
 }
@@ -281,6 +282,7 @@ mod tests {
             (RejectionKind::PreconditionFailed, 412),
             (RejectionKind::Forbidden, 403),
             (RejectionKind::Internal, 500),
+            (RejectionKind::Unavailable, 503),
         ];
         for (kind, status) in cases {
             let (answered, headers, body) = answer(Rejection::new(kind, "because").into()).await;

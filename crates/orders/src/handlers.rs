@@ -18,7 +18,7 @@ use contracts::orders::{
 use contracts::values::{Page, Quantity};
 use eventshop_core::bus::{Bus, MessageContext, Rejection, RejectionKind, call};
 use eventshop_core::{CommandHandler, EventCodec, EventStore, Position};
-use runtime::{LiveView, command_rejection, internal};
+use runtime::{LiveView, command_rejection, forwarded, internal};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -156,8 +156,9 @@ impl Orders {
     /// discontinued product is named by its first position in the request.
     async fn price(&self, merged: &[MergedLine], context: &MessageContext) -> Result<Vec<OrderLine>, Rejection> {
         let product_ids = merged.iter().map(|line| line.product_id).collect();
-        let products =
-            call(&*self.bus, &GetProducts { product_ids }, context.child(), CATALOG_TIMEOUT).await.map_err(internal)?;
+        let products = call(&*self.bus, &GetProducts { product_ids }, context.child(), CATALOG_TIMEOUT)
+            .await
+            .map_err(forwarded)?;
         let products: HashMap<Uuid, Product> = products.into_iter().map(|product| (product.id, product)).collect();
         let mut lines = Vec::with_capacity(merged.len());
         let mut errors = Vec::new();

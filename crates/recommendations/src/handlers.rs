@@ -10,7 +10,7 @@ use std::time::Duration;
 use contracts::catalog::GetProduct;
 use contracts::recommendations::{GetBoughtTogether, GetForYou, MAX_RECOMMENDATIONS, Recommendations};
 use eventshop_core::bus::{Bus, CallError, MessageContext, Rejection, RejectionKind, call};
-use runtime::{LiveView, internal};
+use runtime::{LiveView, forwarded};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -59,8 +59,7 @@ impl RecommendationsService {
             Err(CallError::Rejected(rejection)) if rejection.kind == RejectionKind::NotFound => {
                 Err(Rejection::new(RejectionKind::NotFound, format!("there is no product {product_id}")))
             }
-            Err(CallError::Rejected(rejection)) => Err(rejection),
-            Err(other) => Err(internal(other)),
+            Err(other) => Err(forwarded(other)),
         }
     }
 }

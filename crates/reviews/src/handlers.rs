@@ -15,7 +15,7 @@ use eventshop_core::bus::{Bus, CallError, MessageContext, Rejection, RejectionKi
 use eventshop_core::{
     Aggregate, CommandHandler, EventCodec, EventStore, ExpectedVersion, Metadata, Position, StreamAppend,
 };
-use runtime::{LiveView, command_rejection, internal};
+use runtime::{LiveView, command_rejection, forwarded, internal};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -221,8 +221,7 @@ impl Reviews {
             Err(CallError::Rejected(rejection)) if rejection.kind == RejectionKind::NotFound => {
                 Err(Rejection::new(RejectionKind::NotFound, format!("there is no product {product_id}")))
             }
-            Err(CallError::Rejected(rejection)) => Err(rejection),
-            Err(other) => Err(internal(other)),
+            Err(other) => Err(forwarded(other)),
         }
     }
 }

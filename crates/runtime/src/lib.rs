@@ -11,6 +11,8 @@ pub mod view;
 
 pub use in_process::InProcessBus;
 pub use reaction::{Recorded, caused_append, record_reaction};
-pub use service::{OperationRouter, RunningService, ServiceContext, StartError, command_rejection, internal};
+pub use service::{
+    OperationRouter, RunningService, ServiceContext, StartError, command_rejection, forwarded, internal,
+};
 pub use settings::load_settings_file;
 pub use view::{LiveView, View};

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use contracts::admin;
 use eventshop_core::bus::{
-    Bus, MessageContext, Operation, Rejection, RejectionKind, Reply, Request, RequestHandler, Running,
-    ServiceDefinition, reply_body, request_body,
+    Bus, BusError, CallError, MessageContext, Operation, Rejection, RejectionKind, Reply, Request, RequestHandler,
+    Running, ServiceDefinition, reply_body, request_body,
 };
 use eventshop_core::consumer::{ConsumerHandle, ConsumerStorage};
 use eventshop_core::settings::Settings;
@@ -291,6 +291,20 @@ pub fn command_rejection<E: std::error::Error + 'static>(
     }
 }
 
+/// The answer to a request this service made of another while handling its own: the
+/// other's refusal as it is; no answer at all (a timeout, no instance running) as
+/// [`Unavailable`](RejectionKind::Unavailable), which the caller may retry.
+pub fn forwarded(error: CallError) -> Rejection {
+    match error {
+        CallError::Rejected(rejection) => rejection,
+        CallError::Bus(error @ (BusError::Timeout { .. } | BusError::NoResponders { .. })) => {
+            tracing::warn!(%error, "a service this one needs did not answer");
+            Rejection::new(RejectionKind::Unavailable, error.to_string())
+        }
+        other => internal(other),
+    }
+}
+
 /// An internal failure: logged here with its causes, opaque to the caller.
 pub fn internal(error: impl std::error::Error) -> Rejection {
     tracing::error!(error = %error, cause = ?std::error::Error::source(&error), "request failed");
@@ -302,6 +316,20 @@ mod tests {
     use super::*;
     use eventshop_core::bus::{CHECK_HEALTH, MessageContext};
     use eventshop_core::{ExpectedVersion, InMemoryEventStore, Metadata, NewEvent, Payload, StreamId};
+
+    #[test]
+    fn a_service_that_does_not_answer_is_unavailable_not_an_internal_error() {
+        let timeout = BusError::Timeout {
+            service: "orders".into(),
+            operation: "ShipOrder".into(),
+            after: std::time::Duration::from_secs(5),
+        };
+        assert_eq!(forwarded(CallError::Bus(timeout)).kind, RejectionKind::Unavailable);
+        let absent = BusError::NoResponders { service: "orders".into() };
+        assert_eq!(forwarded(CallError::Bus(absent)).kind, RejectionKind::Unavailable);
+        let refused = Rejection::new(RejectionKind::Conflict, "already dispatched");
+        assert_eq!(forwarded(CallError::Rejected(refused.clone())), refused, "a refusal is passed on as it is");
+    }
 
     #[tokio::test]
     async fn a_health_check_reads_the_store() {

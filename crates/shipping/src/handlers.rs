@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use contracts::orders::ShipOrder;
 use contracts::shipping::{DeliverShipment, DispatchShipment, GetShipment, Shipment as ShipmentReply, shipment_id};
-use eventshop_core::bus::{Bus, CallError, MessageContext, Rejection, RejectionKind, call};
+use eventshop_core::bus::{Bus, MessageContext, Rejection, RejectionKind, call};
 use eventshop_core::{Aggregate, CommandHandler, EventStore, Version};
-use runtime::{command_rejection, internal};
+use runtime::{command_rejection, forwarded};
 use serde_json::json;
 
 use crate::domain::{InvalidTracking, Shipment, ShipmentCommand, ShipmentError, Tracking};
@@ -120,14 +120,6 @@ fn reply(state: &Shipment, version: Version) -> Option<ShipmentReply> {
 /// The reply after a command, which only succeeds on a shipment that exists.
 fn answer(state: &Shipment, version: Version) -> Result<ShipmentReply, Rejection> {
     reply(state, version).ok_or_else(|| shipment_rejection(ShipmentError::NoShipment))
-}
-
-/// A refusal of orders is passed on as it is; not reaching it is internal.
-fn forwarded(error: CallError) -> Rejection {
-    match error {
-        CallError::Rejected(rejection) => rejection,
-        other => internal(other),
-    }
 }
 
 fn invalid_tracking(error: InvalidTracking) -> Rejection {
