@@ -1,5 +1,6 @@
-//! The configuration of `run`, in layers: flags > environment (`EVENTSHOP_*`, read by
-//! clap with the flags) > the file (`eventshop.toml`) > defaults.
+//! The configuration of `run`, `serve`, `gateway` and `config`, in layers: flags >
+//! environment (`EVENTSHOP_*`, read by clap with the flags) > the file (`eventshop.toml`)
+//! > defaults. Each command takes the keys it has flags for and checks what it needs.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -10,9 +11,15 @@ use anyhow::{Context, bail};
 use eventshop_core::settings::LocalSettings;
 use serde::Deserialize;
 
-use crate::cli::RunArguments;
+use crate::cli::{GatewayArguments, NatsArguments, RunArguments, ServeArguments};
 
 const DEFAULT_FILE: &str = "eventshop.toml";
+
+/// Connections each service's PostgreSQL store may hold by default. Every process of the
+/// deployment shares the server's `max_connections` (100 by default); a service's work is
+/// short transactions, and appends of one store are batched by PostgreSQL's group commit
+/// rather than by more connections.
+const DEFAULT_POSTGRES_CONNECTIONS: u32 = 4;
 
 /// Where the event stores live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,13 +37,67 @@ pub enum BusChoice {
     Nats { url: String },
 }
 
-/// Everything `run` needs, resolved.
+/// The settings a command was given on its command line or in the environment; a command
+/// without a flag leaves it `None`, so the file or the default decides.
+#[derive(Debug, Default)]
+pub struct Flags {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub store: Option<String>,
+    pub bus: Option<String>,
+    pub namespace: Option<String>,
+    pub config: Option<PathBuf>,
+    pub postgres_connections: Option<u32>,
+}
+
+impl From<RunArguments> for Flags {
+    fn from(arguments: RunArguments) -> Self {
+        Flags {
+            listen: arguments.listen,
+            data_dir: arguments.data_dir,
+            store: arguments.store,
+            bus: arguments.bus,
+            namespace: arguments.namespace,
+            config: arguments.config,
+            postgres_connections: arguments.postgres_connections,
+        }
+    }
+}
+
+impl From<&ServeArguments> for Flags {
+    fn from(arguments: &ServeArguments) -> Self {
+        Flags {
+            store: arguments.store.clone(),
+            bus: arguments.nats.bus.clone(),
+            namespace: arguments.nats.namespace.clone(),
+            config: arguments.nats.config.clone(),
+            postgres_connections: arguments.postgres_connections,
+            ..Flags::default()
+        }
+    }
+}
+
+impl From<GatewayArguments> for Flags {
+    fn from(arguments: GatewayArguments) -> Self {
+        Flags { listen: arguments.listen, ..Flags::from(arguments.nats) }
+    }
+}
+
+impl From<NatsArguments> for Flags {
+    fn from(arguments: NatsArguments) -> Self {
+        Flags { bus: arguments.bus, namespace: arguments.namespace, config: arguments.config, ..Flags::default() }
+    }
+}
+
+/// Everything a command needs, resolved.
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub store: StoreChoice,
     pub bus: BusChoice,
     pub namespace: String,
+    /// The pool size of each service's PostgreSQL store.
+    pub postgres_connections: u32,
     /// The first administrator (SPEC §4), from `EVENTSHOP_ADMIN_EMAIL` / `_PASSWORD`.
     pub admin: Option<(String, String)>,
     /// The JWT signing key (`EVENTSHOP_JWT_SECRET`); generated and kept in the data
@@ -54,6 +115,7 @@ impl fmt::Debug for Config {
             .field("store", &self.store)
             .field("bus", &self.bus)
             .field("namespace", &self.namespace)
+            .field("postgres_connections", &self.postgres_connections)
             .field("admin", &self.admin.as_ref().map(|(email, _)| (email, "<redacted>")))
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
             .finish_non_exhaustive()
@@ -69,6 +131,7 @@ struct FileConfig {
     store: Option<String>,
     bus: Option<String>,
     namespace: Option<String>,
+    postgres_connections: Option<u32>,
     admin_email: Option<String>,
     admin_password: Option<String>,
     jwt_secret: Option<String>,
@@ -78,7 +141,8 @@ struct FileConfig {
 }
 
 impl Config {
-    pub fn load(arguments: RunArguments) -> anyhow::Result<Config> {
+    pub fn load(arguments: impl Into<Flags>) -> anyhow::Result<Config> {
+        let arguments = arguments.into();
         let (file, settings) = match &arguments.config {
             Some(path) => read_file(path)?,
             None if Path::new(DEFAULT_FILE).exists() => read_file(Path::new(DEFAULT_FILE))?,
@@ -98,10 +162,25 @@ impl Config {
             store: parse_store(arguments.store.or(file.store).as_deref())?,
             bus: parse_bus(arguments.bus.or(file.bus).as_deref())?,
             namespace: arguments.namespace.or(file.namespace).unwrap_or_else(|| "eventshop".to_owned()),
+            postgres_connections: arguments
+                .postgres_connections
+                .or(file.postgres_connections)
+                .unwrap_or(DEFAULT_POSTGRES_CONNECTIONS),
             admin,
             jwt_secret: environment("EVENTSHOP_JWT_SECRET").or(file.jwt_secret),
             settings: Arc::new(settings),
         })
+    }
+
+    /// The NATS URL, for the commands that work only on NATS.
+    pub fn nats_url(&self, command: &str) -> anyhow::Result<&str> {
+        match &self.bus {
+            BusChoice::Nats { url } => Ok(url),
+            BusChoice::InProcess => bail!(
+                "`eventshop {command}` needs --bus nats://… (or EVENTSHOP_BUS): its processes meet on a shared \
+                 NATS server, and the in-process bus reaches no other process"
+            ),
+        }
     }
 }
 
@@ -143,6 +222,39 @@ mod tests {
         assert_eq!(parse_bus(Some("in-process")).unwrap(), BusChoice::InProcess);
         assert!(matches!(parse_bus(Some("nats://127.0.0.1:4222")).unwrap(), BusChoice::Nats { .. }));
         assert!(parse_bus(Some("amqp://x")).is_err());
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let directory = tempfile::tempdir().expect("a directory");
+        let path = directory.path().join("eventshop.toml");
+        std::fs::write(
+            &path,
+            "store = \"postgres://db/shop\"\nbus = \"nats://file:4222\"\npostgres_connections = 3\n\
+             [settings.orders]\npayment_timeout = \"45s\"\n",
+        )
+        .expect("write");
+        let from_file = Config::load(Flags { config: Some(path.clone()), ..Flags::default() }).expect("load");
+        assert_eq!(from_file.store, StoreChoice::Postgres { url: "postgres://db/shop".to_owned() });
+        assert_eq!(from_file.nats_url("serve").expect("nats"), "nats://file:4222");
+        assert_eq!((from_file.postgres_connections, from_file.namespace.as_str()), (3, "eventshop"));
+        let flags = Flags {
+            bus: Some("nats://flag:4222".to_owned()),
+            postgres_connections: Some(2),
+            config: Some(path),
+            ..Flags::default()
+        };
+        let from_flags = Config::load(flags).expect("load");
+        assert_eq!(from_flags.nats_url("gateway").expect("nats"), "nats://flag:4222");
+        assert_eq!(from_flags.postgres_connections, 2);
+        let defaults = Config::load(Flags { config: Some(directory.path().join("missing.toml")), ..Flags::default() });
+        assert!(defaults.is_err(), "a named file must exist");
+        let error = Config::load(Flags { bus: Some("in-process".to_owned()), ..Flags::default() })
+            .expect("load")
+            .nats_url("gateway")
+            .expect_err("not NATS")
+            .to_string();
+        assert!(error.contains("--bus nats://"), "{error}");
     }
 
     #[test]

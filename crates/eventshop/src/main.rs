@@ -5,6 +5,10 @@
 mod cli;
 mod config;
 mod demo_data;
+mod gateway;
+mod serve;
+mod services;
+mod settings_command;
 mod shop;
 
 use clap::Parser;
@@ -21,6 +25,9 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Run(arguments) => shop::run(config::Config::load(arguments)?).await,
+        Command::Serve(arguments) => serve::serve(arguments).await,
+        Command::Gateway(arguments) => gateway::gateway(config::Config::load(arguments)?).await,
+        Command::Config(arguments) => settings_command::config(arguments.action).await,
         Command::DemoData(arguments) => demo_data::load(arguments).await,
         Command::Loadtest(arguments) => loadtest::run(arguments).await.map(drop).map_err(Into::into),
     }
