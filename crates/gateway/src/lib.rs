@@ -19,6 +19,7 @@ mod metrics;
 mod openapi;
 mod routes;
 mod state;
+mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;

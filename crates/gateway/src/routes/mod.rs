@@ -71,6 +71,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(notifications::routes())
         .merge(recommendations::routes())
         .merge(admin::routes())
+        .merge(crate::web::routes())
 }
 
 /// Any path no route matches: a 404 problem.

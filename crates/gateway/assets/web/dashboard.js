@@ -1,0 +1,345 @@
+// The operations dashboard (SPEC §6). Live by polling every 2 s: the admin API answers
+// JSON, and a poll of one view's data is cheap. Hash routes: #/services, #/throughput,
+// #/events, #/transactions[/CORRELATION_ID], #/projections, #/dead-letters.
+
+import { api, logIn, logOut, session, money, when, el, field, announce, guarded } from './api.js';
+
+const view = document.getElementById('view');
+const POLL_MS = 2000;
+const SAMPLES = 90;
+let poller = null;
+
+function isAdmin() {
+  const current = session();
+  return Boolean(current && current.user && current.user.role === 'admin');
+}
+
+function badge(text) {
+  return el('span', { class: `badge ${text}` }, String(text).replace(/_/g, ' '));
+}
+
+function show(title, ...content) {
+  document.title = `${title} · eventshop operations`;
+  view.replaceChildren(el('h1', {}, title), ...content);
+}
+
+function table(caption, headings, rows, attributes = {}) {
+  return el('table', attributes, el('caption', { class: 'sr-only' }, caption),
+    el('thead', {}, el('tr', {}, ...headings.map((h) => el('th', { scope: 'col', class: h.number ? 'number' : undefined }, h.label || h)))),
+    el('tbody', {}, ...rows));
+}
+
+function cell(value, number = false) {
+  return el('td', { class: number ? 'number' : undefined }, value);
+}
+
+function duration(seconds) {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  return h ? `${h} h ${m} min` : `${m} min ${seconds % 60} s`;
+}
+
+// ---- Throughput: sampled in the background so the charts have history on any view.
+
+const samples = [];
+/** The services whose events the events/s chart counts. */
+let countedServices = [];
+let previous = null;
+
+async function sample() {
+  if (!isAdmin()) return;
+  try {
+    const [services, projections, orders] = await Promise.all([
+      api('GET', '/api/admin/services'), api('GET', '/api/admin/projections'), api('GET', '/api/orders?limit=100'),
+    ]);
+    const now = Date.now();
+    const requests = services.items.reduce((sum, instance) => sum + instance.requests, 0);
+    // A store's head is its projections' position plus their lag (the admin API tells no
+    // head otherwise), so this counts the events of the services that keep read models.
+    const heads = {};
+    for (const p of projections.items) heads[p.service] = Math.max(heads[p.service] || 0, p.position + p.lag);
+    const events = Object.values(heads).reduce((sum, head) => sum + head, 0);
+    const outcomes = { confirmed: 0, rejected: 0, cancelled: 0, in_progress: 0 };
+    for (const order of orders.items) {
+      if (['confirmed', 'shipped', 'delivered'].includes(order.status)) outcomes.confirmed += 1;
+      else if (order.status === 'rejected') outcomes.rejected += 1;
+      else if (order.status === 'cancelled') outcomes.cancelled += 1;
+      else outcomes.in_progress += 1;
+    }
+    if (previous) {
+      const seconds = Math.max(0.001, (now - previous.at) / 1000);
+      samples.push({
+        at: now,
+        events: Math.max(0, (events - previous.events) / seconds),
+        commands: Math.max(0, (requests - previous.requests) / seconds),
+        ...outcomes,
+      });
+      if (samples.length > SAMPLES) samples.shift();
+    }
+    previous = { at: now, events, requests };
+    countedServices = Object.keys(heads).sort();
+  } catch {
+    // A failed sample leaves a gap; the views report their own errors.
+  }
+}
+
+function lineChart(title, series, unit, note = '') {
+  const width = 600;
+  const height = 140;
+  const max = Math.max(1, ...series.flatMap((s) => s.values));
+  const step = width / Math.max(1, SAMPLES - 1);
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  svg.setAttribute('preserveAspectRatio', 'none');
+  svg.setAttribute('role', 'img');
+  const latest = series.map((s) => `${s.name} ${s.values.length ? s.values[s.values.length - 1].toFixed(1) : 0}${unit}`).join(', ');
+  svg.setAttribute('aria-label', `${title}: now ${latest}; peak ${max.toFixed(1)}${unit}`);
+  const colours = ['#1d4ed8', '#047857', '#b91c1c', '#b45309', '#7c3aed'];
+  for (const fraction of [0.25, 0.5, 0.75]) {
+    const grid = document.createElementNS(svg.namespaceURI, 'line');
+    Object.entries({ x1: 0, x2: width, y1: height * fraction, y2: height * fraction, stroke: '#e5e7eb' }).forEach(([k, v]) => grid.setAttribute(k, v));
+    svg.append(grid);
+  }
+  series.forEach((s, index) => {
+    const offset = SAMPLES - s.values.length;
+    const points = s.values.map((v, i) => `${((offset + i) * step).toFixed(1)},${(height - 4 - (v / max) * (height - 10)).toFixed(1)}`).join(' ');
+    const line = document.createElementNS(svg.namespaceURI, 'polyline');
+    Object.entries({ points, fill: 'none', stroke: colours[index % colours.length], 'stroke-width': 2, 'vector-effect': 'non-scaling-stroke' }).forEach(([k, v]) => line.setAttribute(k, v));
+    svg.append(line);
+  });
+  return el('figure', { class: 'chart' }, el('h2', {}, title), svg,
+    el('ul', { class: 'legend' }, ...series.map((s, index) => el('li', {}, el('span', { class: `swatch s${index}` }), `${s.name}: ${s.values.length ? s.values[s.values.length - 1].toFixed(1) : '–'}${unit}`))),
+    el('figcaption', { class: 'muted' }, `peak ${max.toFixed(1)}${unit} over the last ${Math.round((SAMPLES * POLL_MS) / 60000)} minutes${note}`));
+}
+
+function throughputCharts() {
+  return el('div', { class: 'tiles', id: 'throughput' },
+    lineChart('Events per second', [{ name: 'events/s', values: samples.map((s) => s.events) }], '', countedServices.length ? `; events of ${countedServices.join(', ')}` : ''),
+    lineChart('Commands per second', [{ name: 'requests/s', values: samples.map((s) => s.commands) }], '', '; requests answered by every service instance'),
+    lineChart('Orders by outcome (last 100 orders)', ['confirmed', 'rejected', 'cancelled', 'in_progress'].map((name) => ({ name: name.replace('_', ' '), values: samples.map((s) => s[name]) })), ''));
+}
+
+// ---- Views
+
+async function servicesView() {
+  const services = await api('GET', '/api/admin/services');
+  const rows = services.items.map((s) => el('tr', { 'data-service': s.name },
+    cell(s.name), cell(el('code', {}, s.id)), cell(s.version), cell(duration(s.uptime_seconds)),
+    cell(s.requests, true), cell(s.errors ?? 0, true)));
+  show('Services',
+    el('p', { class: 'muted' }, `${services.items.length} live instances, discovered on the bus. Updated every ${POLL_MS / 1000} s.`),
+    table('Live service instances', ['Service', 'Instance', 'Version', 'Uptime', { label: 'Requests', number: true }, { label: 'Errors', number: true }], rows, { id: 'services' }),
+    el('h2', {}, 'Throughput'), throughputCharts());
+}
+
+async function throughputView() {
+  show('Throughput', el('p', { class: 'muted' }, `Sampled every ${POLL_MS / 1000} s while this page is open.`), throughputCharts());
+}
+
+let eventFilters = new URLSearchParams();
+
+async function eventsView() {
+  const query = new URLSearchParams(eventFilters);
+  query.set('limit', '100');
+  const page = await api('GET', `/api/admin/events?${query}`);
+  let items = page.items;
+  let next = page.next_cursor;
+  const body = el('tbody', {});
+  const addRows = (events) => body.append(...events.map((e) => el('tr', { 'data-type': e.type },
+    cell(e.position, true), cell(e.service), cell(el('code', {}, e.stream_id)), cell(e.type), cell(when(e.recorded_at)),
+    cell(el('a', { href: `#/transactions/${e.correlation_id}` }, el('code', {}, e.correlation_id.slice(0, 13)))),
+    cell(el('details', {}, el('summary', {}, 'payload'), el('pre', { class: 'mono' }, JSON.stringify(e.payload, null, 2)))))));
+  addRows(items);
+  const more = el('button', { type: 'button', class: 'secondary', hidden: !next, onclick: async () => {
+    const nextQuery = new URLSearchParams(query);
+    nextQuery.set('cursor', next);
+    const nextPage = await api('GET', `/api/admin/events?${nextQuery}`);
+    addRows(nextPage.items);
+    next = nextPage.next_cursor;
+    more.hidden = !next;
+  } }, 'Load more');
+  const form = el('form', { class: 'filters', role: 'search', 'aria-label': 'Filter events', onsubmit: (event) => {
+    event.preventDefault();
+    eventFilters = new URLSearchParams();
+    for (const [name, value] of new FormData(event.currentTarget)) if (String(value).trim()) eventFilters.set(name, String(value).trim());
+    eventsView().catch((error) => announce(error.message, 'error'));
+  } },
+  ...[['service', 'Service'], ['stream', 'Stream'], ['type', 'Type'], ['correlation_id', 'Correlation id']]
+    .map(([name, text]) => field(text, { name, value: eventFilters.get(name) || '' })),
+  el('button', { type: 'submit' }, 'Filter'));
+  show('Events', form, el('p', { class: 'muted' }, `${items.length} events, oldest first.`),
+    table('Events', [{ label: 'Position', number: true }, 'Service', 'Stream', 'Type', 'Recorded', 'Correlation', 'Payload'], [], { id: 'events' }), more);
+  view.querySelector('#events tbody').replaceWith(body);
+}
+
+async function transactionView(id) {
+  const form = el('form', { class: 'filters', role: 'search', 'aria-label': 'Find a transaction', onsubmit: guarded(async (data) => {
+    const wanted = String(data.get('id')).trim();
+    const kind = data.get('kind');
+    if (kind === 'order') {
+      const events = await api('GET', `/api/admin/events?stream=${encodeURIComponent(`order-${wanted}`)}&limit=1`);
+      if (!events.items.length) throw new Error(`No events for order ${wanted}.`);
+      location.hash = `#/transactions/${events.items[0].correlation_id}`;
+    } else {
+      location.hash = `#/transactions/${wanted}`;
+    }
+  }) },
+  el('label', {}, el('span', {}, 'Look up by'), el('select', { name: 'kind', id: 'lookup-kind' }, el('option', { value: 'order' }, 'Order id'), el('option', { value: 'correlation' }, 'Correlation id'))),
+  field('Id', { name: 'id', id: 'lookup-id', required: true, size: 40 }),
+  el('button', { type: 'submit', id: 'lookup' }, 'Show transaction'));
+  if (!id) {
+    const recent = await api('GET', '/api/orders?limit=10');
+    show('Transactions', form, el('h2', {}, 'Recent orders'),
+      el('ul', { id: 'recent-orders' }, ...recent.items.map((order) => el('li', {}, el('button', { type: 'button', class: 'link', 'data-order-id': order.id, onclick: async () => {
+        const events = await api('GET', `/api/admin/events?stream=order-${order.id}&limit=1`);
+        if (events.items.length) location.hash = `#/transactions/${events.items[0].correlation_id}`;
+      } }, `Order ${order.id}`), ' ', el('span', { class: 'badge ' + order.status }, order.status.replace('_', ' ')), ` · ${money(order.total)}`))));
+    return;
+  }
+  const trace = await api('GET', `/api/admin/traces/${encodeURIComponent(id)}`);
+  const lanes = trace.services.map((service) => {
+    const steps = trace.items.map((step, index) => ({ step, index })).filter(({ step }) => step.service === service);
+    const list = el('ol', {}, ...steps.map(({ step, index }) => {
+      const item = el('li', { class: `step ${step.kind}`, 'data-type': step.type, 'data-kind': step.kind, title: `${step.type} at ${when(step.recorded_at)} (${step.stream_id})` },
+        step.kind === 'step' ? '' : el('span', { class: 'sr-only' }, `${step.kind}: `), `${index + 1}. ${step.type}`, el('span', { class: 'time' }, new Date(step.recorded_at).toLocaleTimeString()));
+      // Columns are the causal order: a step sits right of everything before it.
+      item.style.gridColumn = String(index + 1);
+      item.style.gridRow = '1';
+      return item;
+    }));
+    list.style.gridTemplateColumns = `repeat(${trace.items.length}, minmax(4.5rem, 1fr))`;
+    return el('li', { class: 'lane', 'data-service': service }, el('h3', {}, service), list);
+  });
+  show('Transaction', form,
+    el('p', {}, el('code', {}, trace.correlation_id), ' ', trace.failed ? el('span', { class: 'badge failure', id: 'failed' }, 'failed') : el('span', { class: 'badge confirmed' }, 'no failure'), ' ',
+      trace.compensated ? el('span', { class: 'badge compensation', id: 'compensated' }, 'compensated') : '',
+      el('span', { class: 'muted' }, ` ${trace.items.length} events across ${trace.services.length} services`)),
+    el('ol', { class: 'timeline', id: 'timeline', 'aria-label': 'Timeline by service' }, ...lanes),
+    el('h2', {}, 'In causal order'),
+    table('Steps in causal order', [{ label: '#', number: true }, 'Service', 'Event', 'Kind', 'Stream', 'Recorded'],
+      trace.items.map((step, index) => el('tr', { class: step.kind }, cell(index + 1, true), cell(step.service), cell(step.type), cell(badge(step.kind)), cell(el('code', {}, step.stream_id)), cell(when(step.recorded_at))))));
+}
+
+async function projectionsView() {
+  const [projections, consumers] = await Promise.all([api('GET', '/api/admin/projections'), api('GET', '/api/admin/consumers')]);
+  const rows = projections.items.map((p) => el('tr', { 'data-projection': p.name },
+    cell(el('code', {}, p.name)), cell(p.service), cell(p.position, true), cell(p.lag, true),
+    cell(el('span', { class: `badge ${p.status}`, 'data-status': p.status }, p.status), false),
+    cell(el('button', { type: 'button', class: 'secondary', disabled: p.status === 'rebuilding', 'aria-label': `Rebuild ${p.name}`, onclick: async (event) => {
+      event.currentTarget.disabled = true;
+      try {
+        await api('POST', `/api/admin/projections/${encodeURIComponent(p.name)}/rebuild`);
+        announce(`Rebuilding ${p.name}…`);
+        watchRebuild(p.name);
+        projectionsView();
+      } catch (error) { announce(error.message, 'error'); }
+    } }, 'Rebuild'))));
+  show('Projections',
+    table('Projections', ['Name', 'Service', { label: 'Position', number: true }, { label: 'Lag', number: true }, 'Status', 'Action'], rows, { id: 'projections' }),
+    el('h2', {}, 'Consumers'),
+    table('Consumers', ['Name', 'Service', { label: 'Position', number: true }, { label: 'Dead letters', number: true }],
+      consumers.items.map((c) => el('tr', {}, cell(el('code', {}, c.name)), cell(c.service), cell(c.position, true), cell(c.dead_letters, true))), { id: 'consumers' }));
+}
+
+/** Announces when a rebuild is over, whichever view is open by then. */
+async function watchRebuild(name) {
+  for (let tries = 0; tries < 600; tries += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const projections = await api('GET', '/api/admin/projections').catch(() => null);
+    const projection = projections && projections.items.find((p) => p.name === name);
+    if (projection && projection.status === 'live') {
+      announce(`Rebuild of ${name} complete: position ${projection.position}, lag ${projection.lag}.`, 'ok');
+      return;
+    }
+  }
+}
+
+async function deadLettersView() {
+  const [letters, consumers] = await Promise.all([api('GET', '/api/admin/dead-letters?limit=100'), api('GET', '/api/admin/consumers')]);
+  const act = (letter, what) => async () => {
+    try {
+      await api('POST', `/api/admin/dead-letters/${letter.id}/${what}`);
+      announce(`Dead letter ${letter.id.slice(0, 8)}: ${what === 'retry' ? 'retried' : 'discarded'}.`, 'ok');
+      deadLettersView();
+    } catch (error) { announce(error.message, 'error'); }
+  };
+  show('Dead letters',
+    el('p', { class: 'muted' }, `${consumers.items.reduce((sum, c) => sum + c.dead_letters, 0)} parked across ${consumers.items.length} consumers.`),
+    letters.items.length
+      ? table('Dead letters', ['Parked', 'Consumer', 'Event', 'Reason', { label: 'Attempts', number: true }, 'Actions'],
+        letters.items.map((letter) => el('tr', {}, cell(when(letter.parked_at)), cell(el('code', {}, letter.consumer)), cell(`${letter.event.type} (${letter.event.stream_id})`), cell(letter.reason), cell(letter.attempts, true),
+          cell(el('span', { class: 'row' }, el('button', { type: 'button', onclick: act(letter, 'retry') }, 'Retry'), el('button', { type: 'button', class: 'danger', onclick: act(letter, 'discard') }, 'Discard'))))), { id: 'dead-letters' })
+      : el('p', { id: 'dead-letters' }, 'No dead letters: every consumer is keeping up.'));
+}
+
+function loginView() {
+  document.getElementById('nav').replaceChildren();
+  view.replaceChildren(el('section', { class: 'login-box', 'aria-labelledby': 'login-title' },
+    el('h1', { id: 'login-title' }, 'Administrator login'),
+    el('form', { class: 'stack', id: 'login', onsubmit: guarded(async (data) => {
+      const me = await logIn(data.get('email'), data.get('password'));
+      if (me.role !== 'admin') {
+        logOut();
+        throw new Error('This account is not an administrator.');
+      }
+      announce('Logged in.', 'ok');
+      sample();
+      route();
+    }) },
+    field('Email', { type: 'email', name: 'email', id: 'login-email', required: true, autocomplete: 'username' }),
+    field('Password', { type: 'password', name: 'password', id: 'login-password', required: true, autocomplete: 'current-password' }),
+    el('button', { type: 'submit' }, 'Log in'))));
+}
+
+const VIEWS = {
+  services: ['Services', servicesView],
+  throughput: ['Throughput', throughputView],
+  events: ['Events', eventsView],
+  transactions: ['Transactions', transactionView],
+  projections: ['Projections', projectionsView],
+  'dead-letters': ['Dead letters', deadLettersView],
+};
+
+function renderNav(active) {
+  document.getElementById('nav').replaceChildren(
+    ...Object.entries(VIEWS).map(([key, [title]]) => el('li', {}, el('a', { href: `#/${key}`, 'aria-current': key === active ? 'page' : undefined }, title))),
+    el('li', {}, el('a', { href: '/' }, 'Storefront')),
+    el('li', {}, el('button', { type: 'button', class: 'link', onclick: () => { logOut(); route(); } }, 'Log out')));
+}
+
+async function route() {
+  clearInterval(poller);
+  if (!isAdmin()) {
+    loginView();
+    return;
+  }
+  const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
+  const key = VIEWS[parts[0]] ? parts[0] : 'services';
+  renderNav(key);
+  const render = () => VIEWS[key][1](parts[1] ? decodeURIComponent(parts[1]) : undefined);
+  try {
+    await render();
+  } catch (error) {
+    if (error.status === 401 || error.status === 403) {
+      logOut();
+      loginView();
+      announce(error.message, 'error');
+      return;
+    }
+    show(VIEWS[key][0], el('p', { role: 'alert' }, error.message));
+  }
+  // The event browser pages by hand and a form being typed in must not be redrawn.
+  if (key === 'events') return;
+  poller = setInterval(() => {
+    if (view.contains(document.activeElement) && document.activeElement.matches('input, select, textarea')) return;
+    render().catch((error) => announce(error.message, 'error'));
+  }, POLL_MS);
+}
+
+window.addEventListener('hashchange', () => {
+  announce('');
+  route();
+});
+setInterval(sample, POLL_MS);
+sample();
+route();
