@@ -40,6 +40,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// can find it.
 pub fn print_addresses(address: std::net::SocketAddr) {
     println!("eventshop listening on http://{address}");
+    println!("  shop:      http://{address}/");
+    println!("  dashboard: http://{address}/dashboard");
     println!("  API docs:  http://{address}/docs");
     println!("  OpenAPI:   http://{address}/api/openapi.json");
     println!("  health:    http://{address}/health/ready");
