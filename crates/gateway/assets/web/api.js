@@ -151,10 +151,12 @@ export function guarded(action) {
 
 /**
  * Follows a `text/event-stream` with the bearer token (EventSource cannot send headers):
- * calls `onEvent(name, data)` per event; resolves when the server closes the stream.
+ * calls `onEvent(name, data)` per event; resolves when the server closes the stream. An
+ * expired token is refreshed once, as `request` does.
  */
-export async function followStream(path, onEvent, signal) {
+export async function followStream(path, onEvent, signal, retried = false) {
   const response = await fetch(path, { headers: { Accept: 'text/event-stream', ...authHeaders() }, signal });
+  if (response.status === 401 && !retried && (await refresh())) return followStream(path, onEvent, signal, true);
   if (!response.ok || !response.body) throw new ApiError(response.status, await parse(response));
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = '';

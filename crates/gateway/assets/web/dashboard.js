@@ -1,13 +1,20 @@
-// The operations dashboard (SPEC §6). Live by polling every 2 s: the admin API answers
-// JSON, and a poll of one view's data is cheap. Hash routes: #/services, #/throughput,
-// #/events, #/transactions[/CORRELATION_ID], #/projections, #/dead-letters.
+// The operations dashboard (SPEC §6). Live over one server-sent event stream,
+// `GET /api/admin/live`, read with fetch (EventSource cannot send the bearer token): every
+// second it sends the services, projections, consumers, a throughput sample and the new
+// events, and the open view redraws from them. A view fetches its own data once when it
+// opens. Hash routes: #/services, #/throughput, #/events, #/transactions[/CORRELATION_ID],
+// #/projections, #/dead-letters.
 
-import { api, logIn, logOut, session, money, when, el, field, announce, guarded } from './api.js';
+import { api, logIn, logOut, session, money, when, el, field, announce, guarded, followStream } from './api.js';
 
 const view = document.getElementById('view');
-const POLL_MS = 2000;
+/** How often the live stream sends a round (the server's pace). */
+const LIVE_MS = 1000;
 const SAMPLES = 90;
-let poller = null;
+/** The open view: its key and its parameter (a correlation id). */
+let current = { key: null, param: undefined };
+/** The latest of each live list, for the views that show two of them. */
+const latest = { projections: null, consumers: null };
 
 function isAdmin() {
   const current = session();
@@ -39,48 +46,22 @@ function duration(seconds) {
   return h ? `${h} h ${m} min` : `${m} min ${seconds % 60} s`;
 }
 
-// ---- Throughput: sampled in the background so the charts have history on any view.
+// ---- Throughput: the live stream's samples, kept so the charts have history on any view.
 
 const samples = [];
 /** The services whose events the events/s chart counts. */
 let countedServices = [];
-let previous = null;
 
-async function sample() {
-  if (!isAdmin()) return;
-  try {
-    const [services, projections, orders] = await Promise.all([
-      api('GET', '/api/admin/services'), api('GET', '/api/admin/projections'), api('GET', '/api/orders?limit=100'),
-    ]);
-    const now = Date.now();
-    const requests = services.items.reduce((sum, instance) => sum + instance.requests, 0);
-    // A store's head is its projections' position plus their lag (the admin API tells no
-    // head otherwise), so this counts the events of the services that keep read models.
-    const heads = {};
-    for (const p of projections.items) heads[p.service] = Math.max(heads[p.service] || 0, p.position + p.lag);
-    const events = Object.values(heads).reduce((sum, head) => sum + head, 0);
-    const outcomes = { confirmed: 0, rejected: 0, cancelled: 0, in_progress: 0 };
-    for (const order of orders.items) {
-      if (['confirmed', 'shipped', 'delivered'].includes(order.status)) outcomes.confirmed += 1;
-      else if (order.status === 'rejected') outcomes.rejected += 1;
-      else if (order.status === 'cancelled') outcomes.cancelled += 1;
-      else outcomes.in_progress += 1;
-    }
-    if (previous) {
-      const seconds = Math.max(0.001, (now - previous.at) / 1000);
-      samples.push({
-        at: now,
-        events: Math.max(0, (events - previous.events) / seconds),
-        commands: Math.max(0, (requests - previous.requests) / seconds),
-        ...outcomes,
-      });
-      if (samples.length > SAMPLES) samples.shift();
-    }
-    previous = { at: now, events, requests };
-    countedServices = Object.keys(heads).sort();
-  } catch {
-    // A failed sample leaves a gap; the views report their own errors.
-  }
+/** Keeps one `throughput` sample; the first of a stream has no rates yet. */
+function addSample(sample) {
+  countedServices = Object.keys(sample.heads).sort();
+  if (sample.events_per_second === null || sample.commands_per_second === null) return;
+  const last = samples[samples.length - 1];
+  // Orders that did not answer keep the previous counts rather than dropping to zero.
+  const orders = sample.orders || (last && { confirmed: last.confirmed, rejected: last.rejected, cancelled: last.cancelled, in_progress: last.in_progress })
+    || { confirmed: 0, rejected: 0, cancelled: 0, in_progress: 0 };
+  samples.push({ at: Date.parse(sample.at), events: sample.events_per_second, commands: sample.commands_per_second, ...orders });
+  if (samples.length > SAMPLES) samples.shift();
 }
 
 function lineChart(title, series, unit, note = '') {
@@ -109,34 +90,41 @@ function lineChart(title, series, unit, note = '') {
   });
   return el('figure', { class: 'chart' }, el('h2', {}, title), svg,
     el('ul', { class: 'legend' }, ...series.map((s, index) => el('li', {}, el('span', { class: `swatch s${index}` }), `${s.name}: ${s.values.length ? s.values[s.values.length - 1].toFixed(1) : '–'}${unit}`))),
-    el('figcaption', { class: 'muted' }, `peak ${max.toFixed(1)}${unit} over the last ${Math.round((SAMPLES * POLL_MS) / 60000)} minutes${note}`));
+    el('figcaption', { class: 'muted' }, `peak ${max.toFixed(1)}${unit} over the last ${Math.round((SAMPLES * LIVE_MS) / 1000)} s${note}`));
 }
 
 function throughputCharts() {
   return el('div', { class: 'tiles', id: 'throughput' },
     lineChart('Events per second', [{ name: 'events/s', values: samples.map((s) => s.events) }], '', countedServices.length ? `; events of ${countedServices.join(', ')}` : ''),
-    lineChart('Commands per second', [{ name: 'requests/s', values: samples.map((s) => s.commands) }], '', '; requests answered by every service instance'),
+    lineChart('Commands per second', [{ name: 'requests/s', values: samples.map((s) => s.commands) }], '', '; requests answered by every service instance, the dashboard\'s own left out'),
     lineChart('Orders by outcome (last 100 orders)', ['confirmed', 'rejected', 'cancelled', 'in_progress'].map((name) => ({ name: name.replace('_', ' '), values: samples.map((s) => s[name]) })), ''));
 }
 
 // ---- Views
 
-async function servicesView() {
-  const services = await api('GET', '/api/admin/services');
+async function servicesView(_param, live) {
+  const services = live || await api('GET', '/api/admin/services');
   const rows = services.items.map((s) => el('tr', { 'data-service': s.name },
     cell(s.name), cell(el('code', {}, s.id)), cell(s.version), cell(duration(s.uptime_seconds)),
     cell(s.requests, true), cell(s.errors ?? 0, true)));
   show('Services',
-    el('p', { class: 'muted' }, `${services.items.length} live instances, discovered on the bus. Updated every ${POLL_MS / 1000} s.`),
+    el('p', { class: 'muted' }, `${services.items.length} live instances, discovered on the bus. Updated live.`),
     table('Live service instances', ['Service', 'Instance', 'Version', 'Uptime', { label: 'Requests', number: true }, { label: 'Errors', number: true }], rows, { id: 'services' }),
     el('h2', {}, 'Throughput'), throughputCharts());
 }
 
 async function throughputView() {
-  show('Throughput', el('p', { class: 'muted' }, `Sampled every ${POLL_MS / 1000} s while this page is open.`), throughputCharts());
+  show('Throughput', el('p', { class: 'muted' }, `Sampled by the server every ${LIVE_MS / 1000} s while the dashboard is open.`), throughputCharts());
 }
 
 let eventFilters = new URLSearchParams();
+/** The event browser's live tail: where new events go, once the pages reached the end. */
+let eventsTail = null;
+
+function matchesFilters(event) {
+  const wanted = { service: event.service, stream: event.stream_id, type: event.type, correlation_id: event.correlation_id };
+  return [...eventFilters].every(([name, value]) => wanted[name] === undefined || wanted[name] === value);
+}
 
 async function eventsView() {
   const query = new URLSearchParams(eventFilters);
@@ -145,6 +133,8 @@ async function eventsView() {
   let items = page.items;
   let next = page.next_cursor;
   const body = el('tbody', {});
+  let count = items.length;
+  const counter = el('p', { class: 'muted', id: 'events-count' }, `${count} events, oldest first. New events are added live.`);
   const addRows = (events) => body.append(...events.map((e) => el('tr', { 'data-type': e.type },
     cell(e.position, true), cell(e.service), cell(el('code', {}, e.stream_id)), cell(e.type), cell(when(e.recorded_at)),
     cell(el('a', { href: `#/transactions/${e.correlation_id}` }, el('code', {}, e.correlation_id.slice(0, 13)))),
@@ -155,6 +145,8 @@ async function eventsView() {
     nextQuery.set('cursor', next);
     const nextPage = await api('GET', `/api/admin/events?${nextQuery}`);
     addRows(nextPage.items);
+    count += nextPage.items.length;
+    counter.textContent = `${count} events, oldest first. New events are added live.`;
     next = nextPage.next_cursor;
     more.hidden = !next;
   } }, 'Load more');
@@ -167,7 +159,15 @@ async function eventsView() {
   ...[['service', 'Service'], ['stream', 'Stream'], ['type', 'Type'], ['correlation_id', 'Correlation id']]
     .map(([name, text]) => field(text, { name, value: eventFilters.get(name) || '' })),
   el('button', { type: 'submit' }, 'Filter'));
-  show('Events', form, el('p', { class: 'muted' }, `${items.length} events, oldest first.`),
+  eventsTail = {
+    atEnd: () => !next,
+    add: (events) => {
+      addRows(events);
+      count += events.length;
+      counter.textContent = `${count} events, oldest first. New events are added live.`;
+    },
+  };
+  show('Events', form, counter,
     table('Events', [{ label: 'Position', number: true }, 'Service', 'Stream', 'Type', 'Recorded', 'Correlation', 'Payload'], [], { id: 'events' }), more);
   view.querySelector('#events tbody').replaceWith(body);
 }
@@ -220,8 +220,9 @@ async function transactionView(id) {
       trace.items.map((step, index) => el('tr', { class: step.kind }, cell(index + 1, true), cell(step.service), cell(step.type), cell(badge(step.kind)), cell(el('code', {}, step.stream_id)), cell(when(step.recorded_at))))));
 }
 
-async function projectionsView() {
-  const [projections, consumers] = await Promise.all([api('GET', '/api/admin/projections'), api('GET', '/api/admin/consumers')]);
+async function projectionsView(_param, live) {
+  const [projections, consumers] = live
+    || await Promise.all([api('GET', '/api/admin/projections'), api('GET', '/api/admin/consumers')]);
   const rows = projections.items.map((p) => el('tr', { 'data-projection': p.name },
     cell(el('code', {}, p.name)), cell(p.service), cell(p.position, true), cell(p.lag, true),
     cell(el('span', { class: `badge ${p.status}`, 'data-status': p.status }, p.status), false),
@@ -230,7 +231,7 @@ async function projectionsView() {
       try {
         await api('POST', `/api/admin/projections/${encodeURIComponent(p.name)}/rebuild`);
         announce(`Rebuilding ${p.name}…`);
-        watchRebuild(p.name);
+        rebuilds.set(p.name, Date.now());
         projectionsView();
       } catch (error) { announce(error.message, 'error'); }
     } }, 'Rebuild'))));
@@ -241,21 +242,32 @@ async function projectionsView() {
       consumers.items.map((c) => el('tr', {}, cell(el('code', {}, c.name)), cell(c.service), cell(c.position, true), cell(c.dead_letters, true))), { id: 'consumers' }));
 }
 
-/** Announces when a rebuild is over, whichever view is open by then. */
-async function watchRebuild(name) {
-  for (let tries = 0; tries < 600; tries += 1) {
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    const projections = await api('GET', '/api/admin/projections').catch(() => null);
-    const projection = projections && projections.items.find((p) => p.name === name);
+/** The rebuilds started here, by projection, with when: announced when they are over. */
+const rebuilds = new Map();
+
+/** Announces the rebuilds the live projections show over, whichever view is open. */
+function checkRebuilds(projections) {
+  for (const [name, since] of rebuilds) {
+    // A round computed before the rebuild began may still arrive: trust one a round later.
+    if (Date.now() - since < LIVE_MS) continue;
+    const projection = projections.items.find((p) => p.name === name);
     if (projection && projection.status === 'live') {
+      rebuilds.delete(name);
       announce(`Rebuild of ${name} complete: position ${projection.position}, lag ${projection.lag}.`, 'ok');
-      return;
     }
   }
 }
 
+/** The dead letters the dead-letter view shows: it fetches again when the count changes. */
+let shownDeadLetters = null;
+
+function deadLetterCount(consumers) {
+  return consumers.items.reduce((sum, c) => sum + c.dead_letters, 0);
+}
+
 async function deadLettersView() {
   const [letters, consumers] = await Promise.all([api('GET', '/api/admin/dead-letters?limit=100'), api('GET', '/api/admin/consumers')]);
+  shownDeadLetters = deadLetterCount(consumers);
   const act = (letter, what) => async () => {
     try {
       await api('POST', `/api/admin/dead-letters/${letter.id}/${what}`);
@@ -264,7 +276,7 @@ async function deadLettersView() {
     } catch (error) { announce(error.message, 'error'); }
   };
   show('Dead letters',
-    el('p', { class: 'muted' }, `${consumers.items.reduce((sum, c) => sum + c.dead_letters, 0)} parked across ${consumers.items.length} consumers.`),
+    el('p', { class: 'muted' }, `${shownDeadLetters} parked across ${consumers.items.length} consumers.`),
     letters.items.length
       ? table('Dead letters', ['Parked', 'Consumer', 'Event', 'Reason', { label: 'Attempts', number: true }, 'Actions'],
         letters.items.map((letter) => el('tr', {}, cell(when(letter.parked_at)), cell(el('code', {}, letter.consumer)), cell(`${letter.event.type} (${letter.event.stream_id})`), cell(letter.reason), cell(letter.attempts, true),
@@ -283,7 +295,7 @@ function loginView() {
         throw new Error('This account is not an administrator.');
       }
       announce('Logged in.', 'ok');
-      sample();
+      connectLive();
       route();
     }) },
     field('Email', { type: 'email', name: 'email', id: 'login-email', required: true, autocomplete: 'username' }),
@@ -304,23 +316,130 @@ function renderNav(active) {
   document.getElementById('nav').replaceChildren(
     ...Object.entries(VIEWS).map(([key, [title]]) => el('li', {}, el('a', { href: `#/${key}`, 'aria-current': key === active ? 'page' : undefined }, title))),
     el('li', {}, el('a', { href: '/' }, 'Storefront')),
-    el('li', {}, el('button', { type: 'button', class: 'link', onclick: () => { logOut(); route(); } }, 'Log out')));
+    el('li', {}, el('button', { type: 'button', class: 'link', onclick: () => { stopLive(); logOut(); route(); } }, 'Log out')));
+}
+
+// ---- Live updates
+
+/** Whether the admin is typing in a form of the view: it is not redrawn under them. */
+function typing() {
+  return view.contains(document.activeElement) && document.activeElement.matches('input, select, textarea');
+}
+
+/** Redraws the open view, keeping the focus on the same control when it has a name. */
+function redraw(render) {
+  if (typing()) return;
+  const focused = view.contains(document.activeElement) ? document.activeElement : null;
+  const label = focused && focused.getAttribute('aria-label');
+  const selector = focused && (focused.id ? `#${CSS.escape(focused.id)}` : label ? `[aria-label="${CSS.escape(label)}"]` : null);
+  Promise.resolve(render()).then(() => {
+    const again = selector && view.querySelector(selector);
+    if (again) again.focus();
+  }).catch((error) => announce(error.message, 'error'));
+}
+
+/** What the live stream's events change on the open view. */
+function onLive(name, data) {
+  const { key, param } = current;
+  if (name === 'services') {
+    if (key === 'services') redraw(() => servicesView(undefined, data));
+  } else if (name === 'projections') {
+    latest.projections = data;
+    checkRebuilds(data);
+  } else if (name === 'consumers') {
+    latest.consumers = data;
+    if (key === 'projections' && latest.projections) redraw(() => projectionsView(undefined, [latest.projections, data]));
+    if (key === 'dead-letters' && shownDeadLetters !== null && deadLetterCount(data) !== shownDeadLetters) redraw(deadLettersView);
+  } else if (name === 'throughput') {
+    addSample(data);
+    const charts = view.querySelector('#throughput');
+    if (charts && (key === 'services' || key === 'throughput')) charts.replaceWith(throughputCharts());
+  } else if (name === 'events') {
+    if (key === 'events' && eventsTail && eventsTail.atEnd()) {
+      const wanted = data.items.filter(matchesFilters);
+      if (wanted.length) eventsTail.add(wanted);
+    }
+    if (key === 'transactions' && param && data.items.some((e) => e.correlation_id === param)) redraw(() => transactionView(param));
+  } else if (name === 'error' && data && data.detail !== liveError) {
+    liveError = data.detail;
+    announce(`Live updates: ${data.detail}`, 'error');
+  }
+}
+
+/** The open live stream's controller; null when there is none. */
+let live = null;
+let liveError = null;
+
+function pause(ms, signal) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+  });
+}
+
+/** Follows the live stream while an admin is logged in, reconnecting with backoff. */
+async function connectLive() {
+  if (live || !isAdmin()) return;
+  const controller = new AbortController();
+  live = controller;
+  let delay = LIVE_MS;
+  let lost = false;
+  while (!controller.signal.aborted && isAdmin()) {
+    try {
+      await followStream('/api/admin/live', (name, data) => {
+        if (lost) {
+          lost = false;
+          announce('Live updates are back.', 'ok');
+        }
+        if (name !== 'error') liveError = null;
+        delay = LIVE_MS;
+        onLive(name, data);
+      }, controller.signal);
+      // The server closes a stream after a while; the loop opens the next one.
+    } catch (error) {
+      if (controller.signal.aborted) break;
+      if (error.status === 401 || error.status === 403) {
+        stopLive();
+        logOut();
+        route().then(() => announce(error.message, 'error'));
+        return;
+      }
+      if (!lost) {
+        lost = true;
+        announce('Live updates interrupted; reconnecting…', 'error');
+      }
+    }
+    await pause(delay, controller.signal);
+    delay = Math.min(delay * 2, 30000);
+  }
+  if (live === controller) live = null;
+}
+
+function stopLive() {
+  if (live) live.abort();
+  live = null;
 }
 
 async function route() {
-  clearInterval(poller);
   if (!isAdmin()) {
+    stopLive();
+    current = { key: null, param: undefined };
     loginView();
     return;
   }
   const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
   const key = VIEWS[parts[0]] ? parts[0] : 'services';
+  const param = parts[1] ? decodeURIComponent(parts[1]) : undefined;
+  current = { key, param };
+  eventsTail = null;
+  shownDeadLetters = null;
   renderNav(key);
-  const render = () => VIEWS[key][1](parts[1] ? decodeURIComponent(parts[1]) : undefined);
+  // One fetch now; the live stream keeps the view current from then on.
   try {
-    await render();
+    await VIEWS[key][1](param);
   } catch (error) {
     if (error.status === 401 || error.status === 403) {
+      stopLive();
       logOut();
       loginView();
       announce(error.message, 'error');
@@ -328,18 +447,11 @@ async function route() {
     }
     show(VIEWS[key][0], el('p', { role: 'alert' }, error.message));
   }
-  // The event browser pages by hand and a form being typed in must not be redrawn.
-  if (key === 'events') return;
-  poller = setInterval(() => {
-    if (view.contains(document.activeElement) && document.activeElement.matches('input, select, textarea')) return;
-    render().catch((error) => announce(error.message, 'error'));
-  }, POLL_MS);
 }
 
 window.addEventListener('hashchange', () => {
   announce('');
   route();
 });
-setInterval(sample, POLL_MS);
-sample();
+connectLive();
 route();

@@ -11,21 +11,28 @@
 //! across services uses `cursor`, which holds each service's position
 //! (`name:position,…`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use contracts::admin::{
     self as operations, AdminEvent, ConsumerStatus, DeadLetterAction, DeadLetterOutcome, DeadLetterSummary, EventsRead,
     ListDeadLetters, ProjectionState, ProjectionStatus, ReadEvents, RebuildProjection,
 };
+use contracts::orders::{ListOrders, Order, OrderStatus};
+use contracts::values::PageRequest;
 use eventshop_core::Payload;
 use eventshop_core::bus::Request;
+use futures::Stream;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
@@ -38,6 +45,7 @@ use crate::state::AppState;
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/admin/services", get(list_services))
+        .route("/api/admin/live", get(live))
         .route("/api/admin/events", get(browse_events))
         .route("/api/admin/traces/{correlation_id}", get(trace))
         .route("/api/admin/projections", get(list_projections))
@@ -53,6 +61,7 @@ pub(crate) fn routes() -> Router<AppState> {
 #[openapi(
     paths(
         list_services,
+        live,
         browse_events,
         trace,
         list_projections,
@@ -135,7 +144,7 @@ fn whole_list<T>(items: Vec<T>) -> Json<AdminList<T>> {
 }
 
 /// A running service instance (SPEC §4 "service instance").
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(as = ServiceInstance)]
 pub struct ServiceInstanceBody {
     pub name: String,
@@ -167,6 +176,11 @@ pub(crate) async fn list_services(
     State(state): State<AppState>,
     Admin(_admin): Admin,
 ) -> Result<Json<AdminList<ServiceInstanceBody>>, ApiError> {
+    Ok(whole_list(service_instances(&state).await?))
+}
+
+/// The instances on the bus now, by service name and id.
+async fn service_instances(state: &AppState) -> Result<Vec<ServiceInstanceBody>, ApiError> {
     let now = Utc::now();
     let mut instances: Vec<ServiceInstanceBody> = state
         .bus
@@ -185,7 +199,7 @@ pub(crate) async fn list_services(
         })
         .collect();
     instances.sort_by(|left, right| (&left.name, &left.id).cmp(&(&right.name, &right.id)));
-    Ok(whole_list(instances))
+    Ok(instances)
 }
 
 /// An event as the admin routes show it (SPEC §4 "event (admin)").
@@ -641,8 +655,16 @@ pub(crate) async fn list_consumers(
     context: RequestContext,
     admin: Admin,
 ) -> Result<Json<AdminList<ConsumerBody>>, ApiError> {
+    Ok(whole_list(all_consumers(&state, &context, &admin).await?))
+}
+
+async fn all_consumers(
+    state: &AppState,
+    context: &RequestContext,
+    admin: &Admin,
+) -> Result<Vec<ConsumerBody>, ApiError> {
     let answers =
-        ask_all::<Vec<ConsumerStatus>>(&state, &context, &admin, operations::LIST_CONSUMERS, &serde_json::json!({}))
+        ask_all::<Vec<ConsumerStatus>>(state, context, admin, operations::LIST_CONSUMERS, &serde_json::json!({}))
             .await?;
     let mut consumers: Vec<ConsumerBody> = answers
         .into_iter()
@@ -655,7 +677,7 @@ pub(crate) async fn list_consumers(
         })
         .collect();
     consumers.sort_by(|left, right| left.name.cmp(&right.name));
-    Ok(whole_list(consumers))
+    Ok(consumers)
 }
 
 /// An event a consumer gave up on.
@@ -802,6 +824,301 @@ pub(crate) async fn discard_dead_letter(
     PathId(id): PathId,
 ) -> Result<Json<DeadLetterOutcomeBody>, ApiError> {
     act_on_dead_letter(&state, &context, &admin, id, operations::DISCARD_DEAD_LETTER).await
+}
+
+// ---- The dashboard's live stream
+
+/// How often the live stream sends a round of updates.
+const LIVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The longest a live stream stays open, so that it does not outlive its token; the
+/// dashboard reconnects (with a fresh token) when it ends.
+const LIVE_STREAM_LIMIT: Duration = Duration::from_secs(10 * 60);
+
+/// How often the live stream sends a comment when a round is slow, so that proxies keep it open.
+const LIVE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The most new events of one service one round sends; a longer burst follows in the next rounds.
+const LIVE_EVENTS_LIMIT: u32 = 100;
+
+/// How many of the latest orders the outcome chart counts.
+const LIVE_ORDERS: u32 = 100;
+
+/// The operations the dashboard itself sends each round: left out of commands/s, so
+/// that watching the shop does not look like load on it.
+const ADMIN_OPERATIONS: [&str; 8] = [
+    operations::READ_EVENTS,
+    operations::LIST_CONSUMERS,
+    operations::LIST_DEAD_LETTERS,
+    operations::RETRY_DEAD_LETTER,
+    operations::DISCARD_DEAD_LETTER,
+    operations::LIST_PROJECTIONS,
+    operations::REBUILD_PROJECTION,
+    "CheckHealth",
+];
+
+/// The latest orders by outcome.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct OrderOutcomes {
+    /// Confirmed, shipped or delivered.
+    pub confirmed: u64,
+    pub rejected: u64,
+    pub cancelled: u64,
+    /// Not at an outcome yet.
+    pub in_progress: u64,
+}
+
+/// One sample of the throughput charts, the `throughput` event of the live stream.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ThroughputSample {
+    pub at: DateTime<Utc>,
+    /// Each store's last position, by service.
+    pub heads: BTreeMap<String, u64>,
+    /// Events recorded per second since the previous sample, over the stores that
+    /// answered both times; null in a stream's first sample.
+    pub events_per_second: Option<f64>,
+    /// The same, by service.
+    pub events_per_second_by_service: BTreeMap<String, f64>,
+    /// Requests answered per second by every instance, the dashboard's own admin
+    /// requests left out; null in a stream's first sample.
+    pub commands_per_second: Option<f64>,
+    /// The latest orders by outcome; null when orders did not answer.
+    pub orders: Option<OrderOutcomes>,
+}
+
+/// The `events` event of the live stream: what the stores recorded since the previous one.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LiveEvents {
+    /// Oldest first.
+    pub items: Vec<AdminEventBody>,
+}
+
+/// `GET /api/admin/live`: the dashboard's live updates as server-sent events.
+///
+/// At once and then every second: `services` (as `GET /api/admin/services`), `projections`
+/// (as `GET /api/admin/projections`), `consumers` (as `GET /api/admin/consumers`),
+/// `throughput` (a `ThroughputSample`) and `events`
+/// (the events recorded since the previous round, none in the first). A round a service
+/// does not answer leaves it out; a round the bus fails sends `error` (a problem). The
+/// stream closes after 10 minutes; reconnect to go on.
+#[utoipa::path(
+    get,
+    path = "/api/admin/live",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Events `services`, `projections`, `consumers`, `throughput` and `events`, \
+            every second",
+            body = ThroughputSample, content_type = "text/event-stream"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn live(
+    State(state): State<AppState>,
+    context: RequestContext,
+    admin: Admin,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let mut ticks = tokio::time::interval(LIVE_INTERVAL);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let feed = LiveFeed {
+        state,
+        context,
+        admin,
+        ticks,
+        deadline: Instant::now() + LIVE_STREAM_LIMIT,
+        queued: VecDeque::new(),
+        round: None,
+        previous: None,
+        positions: BTreeMap::new(),
+    };
+    // Dropped with the response when the client goes: nothing keeps running.
+    let stream = futures::stream::unfold(feed, |mut feed| async move {
+        let event = feed.next_event().await?;
+        Some((Ok(event), feed))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(LIVE_KEEP_ALIVE))
+}
+
+/// What the previous throughput sample counted.
+struct Counts {
+    at: Instant,
+    heads: BTreeMap<String, u64>,
+    /// Requests answered, by instance id (an instance that restarts starts over).
+    requests: BTreeMap<String, u64>,
+}
+
+/// The state of one live stream.
+struct LiveFeed {
+    state: AppState,
+    context: RequestContext,
+    admin: Admin,
+    ticks: Interval,
+    deadline: Instant,
+    queued: VecDeque<Event>,
+    /// The instances of the round whose `services` event went out and whose other events are next.
+    round: Option<Vec<ServiceInstanceBody>>,
+    previous: Option<Counts>,
+    /// The last position sent, by service; a service seen for the first time starts at its head.
+    positions: BTreeMap<String, u64>,
+}
+
+impl LiveFeed {
+    /// The next event; None ends the stream.
+    async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.queued.pop_front() {
+                return Some(event);
+            }
+            // `services` goes out before the slower rest of its round is asked for.
+            if let Some(instances) = self.round.take() {
+                self.queue_rest_of_round(instances).await;
+                continue;
+            }
+            if Instant::now() >= self.deadline {
+                return None;
+            }
+            self.ticks.tick().await;
+            match service_instances(&self.state).await {
+                Ok(instances) => {
+                    self.queue("services", &whole_list(instances.clone()).0);
+                    self.round = Some(instances);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the live stream cannot discover the services");
+                    self.queue("error", &error.problem());
+                }
+            }
+        }
+    }
+
+    fn queue(&mut self, name: &str, data: &impl Serialize) {
+        match Event::default().event(name).json_data(data) {
+            Ok(event) => self.queued.push_back(event),
+            Err(error) => tracing::error!(%error, name, "cannot encode a live event"),
+        }
+    }
+
+    async fn queue_rest_of_round(&mut self, instances: Vec<ServiceInstanceBody>) {
+        let (state, context, admin) = (&self.state, &self.context, &self.admin);
+        let mut names: Vec<String> = instances.iter().map(|instance| instance.name.clone()).collect();
+        names.dedup();
+        let reads = names.iter().map(|name| {
+            // A service new to this stream is asked only for its head.
+            let known = self.positions.get(name).copied();
+            let request = ReadEvents {
+                after: known.unwrap_or(0),
+                limit: if known.is_some() { LIVE_EVENTS_LIMIT } else { 1 },
+                stream: None,
+                event_type: None,
+                correlation_id: None,
+            };
+            async move {
+                let read = ask::<EventsRead>(state, context, admin, name, operations::READ_EVENTS, &request).await;
+                (name.clone(), known.is_some(), read)
+            }
+        });
+        let orders_request =
+            ListOrders { user_id: None, status: None, page: PageRequest { limit: LIVE_ORDERS, cursor: None } };
+        let (projections, consumers, reads, orders) = tokio::join!(
+            all_projections(state, context, admin),
+            all_consumers(state, context, admin),
+            futures::future::join_all(reads),
+            state.call(&orders_request, context.message(Some(admin.0.user_id))),
+        );
+        match projections {
+            Ok(projections) => self.queue("projections", &whole_list(projections).0),
+            Err(error) => tracing::warn!(%error, "the live stream cannot list the projections"),
+        }
+        match consumers {
+            Ok(consumers) => self.queue("consumers", &whole_list(consumers).0),
+            Err(error) => tracing::warn!(%error, "the live stream cannot list the consumers"),
+        }
+
+        let mut heads = BTreeMap::new();
+        let mut events = Vec::new();
+        for (name, known, read) in reads {
+            match read {
+                Ok(read) => {
+                    heads.insert(name.clone(), read.head);
+                    let position = if known { read.scanned_to } else { read.head };
+                    self.positions.insert(name, position);
+                    if known {
+                        events.extend(read.events);
+                    }
+                }
+                Err(error) => tracing::debug!(service = %name, %error, "a service did not answer the live stream"),
+            }
+        }
+        let requests: BTreeMap<String, u64> = instances
+            .iter()
+            .map(|instance| {
+                let own =
+                    ADMIN_OPERATIONS.iter().filter_map(|operation| instance.requests_by_operation.get(*operation));
+                (instance.id.clone(), instance.requests.saturating_sub(own.sum()))
+            })
+            .collect();
+        let orders = match orders {
+            Ok(page) => Some(order_outcomes(&page.items)),
+            Err(error) => {
+                tracing::debug!(%error, "orders did not answer the live stream");
+                None
+            }
+        };
+        let now = Instant::now();
+        let sample = match &self.previous {
+            Some(previous) => {
+                let seconds = now.duration_since(previous.at).as_secs_f64().max(0.001);
+                let by_service: BTreeMap<String, f64> = heads
+                    .iter()
+                    .filter_map(|(name, head)| {
+                        let before = previous.heads.get(name)?;
+                        Some((name.clone(), head.saturating_sub(*before) as f64 / seconds))
+                    })
+                    .collect();
+                let answered: u64 = requests
+                    .iter()
+                    .filter_map(|(id, count)| Some(count.saturating_sub(*previous.requests.get(id)?)))
+                    .sum();
+                ThroughputSample {
+                    at: Utc::now(),
+                    heads: heads.clone(),
+                    events_per_second: Some(by_service.values().sum()),
+                    events_per_second_by_service: by_service,
+                    commands_per_second: Some(answered as f64 / seconds),
+                    orders,
+                }
+            }
+            None => ThroughputSample {
+                at: Utc::now(),
+                heads: heads.clone(),
+                events_per_second: None,
+                events_per_second_by_service: BTreeMap::new(),
+                commands_per_second: None,
+                orders,
+            },
+        };
+        self.previous = Some(Counts { at: now, heads, requests });
+        self.queue("throughput", &sample);
+
+        events.sort_by(|left, right| {
+            (left.recorded_at, &left.service, left.position).cmp(&(right.recorded_at, &right.service, right.position))
+        });
+        self.queue("events", &LiveEvents { items: events.into_iter().map(AdminEventBody::from).collect() });
+    }
+}
+
+fn order_outcomes(orders: &[Order]) -> OrderOutcomes {
+    let mut outcomes = OrderOutcomes::default();
+    for order in orders {
+        match order.status {
+            OrderStatus::Confirmed | OrderStatus::Shipped | OrderStatus::Delivered => outcomes.confirmed += 1,
+            OrderStatus::Rejected => outcomes.rejected += 1,
+            OrderStatus::Cancelled => outcomes.cancelled += 1,
+            OrderStatus::Pending | OrderStatus::StockReserved | OrderStatus::Paid => outcomes.in_progress += 1,
+        }
+    }
+    outcomes
 }
 
 #[cfg(test)]
