@@ -24,6 +24,8 @@ pub const DISCARD_DEAD_LETTER: &str = "DiscardDeadLetter";
 pub const LIST_PROJECTIONS: &str = "ListProjections";
 /// `RebuildProjection`: replays the store into a fresh copy of one view, then swaps it in.
 pub const REBUILD_PROJECTION: &str = "RebuildProjection";
+/// `ReadCommands`: the requests this instance handled recently, of one transaction.
+pub const READ_COMMANDS: &str = "ReadCommands";
 
 /// The most events one `ReadEvents` returns.
 pub const MAX_EVENTS: u32 = 1000;
@@ -142,4 +144,44 @@ pub struct ProjectionStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RebuildProjection {
     pub name: String,
+}
+
+/// The most commands one `ReadCommands` returns.
+pub const MAX_COMMANDS: u32 = 1000;
+
+/// A `ReadCommands` request: the most recent `limit` (1..=[`MAX_COMMANDS`]) requests of
+/// one transaction that the instance handled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadCommands {
+    pub correlation_id: Uuid,
+    pub limit: u32,
+}
+
+/// One request (command or query) a service instance handled, without its body (which
+/// may hold passwords).
+///
+/// Commands are not events: they are kept in memory by the instance that handled them,
+/// the most recent only, and are gone when it stops. The events they caused are durable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminCommand {
+    /// The operation, e.g. `PlaceOrder`.
+    pub operation: String,
+    pub service: String,
+    /// The request's own id: the causation id of the events and requests it caused.
+    pub message_id: Uuid,
+    pub causation_id: Uuid,
+    pub correlation_id: Uuid,
+    pub acting_user: Option<Uuid>,
+    /// When the instance began handling it.
+    pub started_at: DateTime<Utc>,
+    /// How long the handling took, in microseconds.
+    pub duration_micros: u64,
+    /// `ok`, or the kind of the rejection (`invalid`, `not_found`, `conflict`, …).
+    pub outcome: String,
+}
+
+/// The answer to `ReadCommands`, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandsRead {
+    pub commands: Vec<AdminCommand>,
 }

@@ -113,6 +113,19 @@ async fn a_confirmed_order_is_traced_through_every_service(shop: &TestShop) {
         assert!(!placed[field].is_null(), "{field} in {placed}");
     }
     assert_eq!(placed["payload"]["order_id"], order["id"], "{placed}");
+
+    // The command that placed the order comes before the event it caused, which names it
+    // as its cause.
+    let trace = trace_with(shop, &admin, &correlation_id, &["PlaceOrder", "OrderPlaced"]).await;
+    let (command, event) = (first(&trace, "PlaceOrder"), first(&trace, "OrderPlaced"));
+    assert!(command < event, "PlaceOrder before OrderPlaced: {trace}");
+    let place = &trace["items"][command];
+    assert_eq!((place["kind"].as_str(), place["service"].as_str()), (Some("command"), Some("orders")), "{place}");
+    assert_eq!((place["outcome"].as_str(), place["failed"].as_bool()), (Some("ok"), Some(false)), "{place}");
+    assert_eq!(trace["items"][event]["causation_id"], place["message_id"], "{trace}");
+    assert_eq!(place["correlation_id"], correlation_id.as_str());
+    assert!(place.get("body").is_none() && !place.to_string().contains("tok_visa"), "no request body: {place}");
+    assert_eq!(trace["failed"], false, "{trace}");
 }
 
 async fn a_declined_card_is_traced_with_its_failure_and_compensation(shop: &TestShop) {
@@ -161,7 +174,9 @@ async fn the_event_browser_filters_and_pages(shop: &TestShop) {
 
     let (_, correlated) = get(format!("correlation_id={correlation_id}&limit=100")).await;
     let correlated = correlated["items"].as_array().unwrap().clone();
-    assert_eq!(correlated.len(), trace["items"].as_array().unwrap().len());
+    // The trace holds the same events, and the commands beside them.
+    let traced_events = trace["items"].as_array().unwrap().iter().filter(|item| item["kind"] != "command").count();
+    assert_eq!(correlated.len(), traced_events, "{trace}");
 
     // Paging one event at a time walks the same events.
     let mut cursor: Option<String> = None;

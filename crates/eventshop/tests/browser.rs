@@ -297,6 +297,8 @@ async fn a_shopper_buys_with_the_wallet_and_the_dashboard_shows_every_step() {
         browser.present(&format!("#timeline .lane[data-service={service}] .step")).await;
     }
     browser.present("#timeline .step[data-type=OrderConfirmed]").await;
+    // The command that placed it sits in the orders lane too, drawn as a command.
+    browser.present("#timeline .lane[data-service=orders] .step.command[data-type=PlaceOrder][data-outcome=ok]").await;
     let failures = browser.script("return document.querySelectorAll('#timeline .step.failure').length").await;
     assert_eq!(failures, json!(0), "a paid order has no failed step");
     browser.screenshot("dashboard-transaction-confirmed").await;

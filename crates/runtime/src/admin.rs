@@ -12,15 +12,21 @@
 //! With several instances of a service, the bus hands an admin request to one of them:
 //! the answer (a view's position, a rebuild) is that instance's.
 //!
+//! Commands are the exception: they are not stored (in event sourcing, what lasts is the
+//! events they caused), so each instance keeps the requests it handled recently in a
+//! bounded [`CommandLog`] of its own, in memory, for `ReadCommands`.
+//!
 //! [`RunningService`]: crate::RunningService
 
+use std::collections::VecDeque;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use contracts::admin::{
-    AdminEvent, ConsumerStatus, DeadLetterAction, DeadLetterOutcome, DeadLetterSummary, EventsRead, ListDeadLetters,
-    MAX_EVENTS, ProjectionState, ProjectionStatus, ReadEvents, RebuildProjection,
+    AdminCommand, AdminEvent, CommandsRead, ConsumerStatus, DeadLetterAction, DeadLetterOutcome, DeadLetterSummary,
+    EventsRead, ListDeadLetters, MAX_COMMANDS, MAX_EVENTS, ProjectionState, ProjectionStatus, ReadCommands, ReadEvents,
+    RebuildProjection,
 };
-use eventshop_core::bus::{Rejection, RejectionKind};
+use eventshop_core::bus::{Rejection, RejectionKind, Reply};
 use eventshop_core::consumer::{ConsumerHandle, ConsumerStorage, DeadLetter, RetryOutcome};
 use eventshop_core::{EventStore, Position, RecordedEvent};
 
@@ -295,4 +301,83 @@ pub async fn discard_dead_letter(
     // still drops it; a consumer that starts later reads its blocked streams afresh.
     storage.remove_dead_letter(letter.id).await.map_err(internal)?;
     Ok(DeadLetterOutcome { id: request.id, outcome: "discarded".to_owned() })
+}
+
+/// How many handled requests an instance remembers for `ReadCommands`.
+pub const COMMAND_LOG_CAPACITY: usize = 10_000;
+
+/// The requests (commands and queries) one service instance handled most recently, for
+/// the transaction trace. In memory and per instance by design: commands are not events,
+/// and are not durable; what they caused is. A restart forgets them, and with several
+/// instances of a service each knows only its own (the bus hands `ReadCommands` to one).
+/// Request bodies are never kept: they may hold passwords.
+#[derive(Debug)]
+pub struct CommandLog {
+    capacity: usize,
+    entries: Mutex<VecDeque<AdminCommand>>,
+}
+
+impl Default for CommandLog {
+    fn default() -> Self {
+        Self::new(COMMAND_LOG_CAPACITY)
+    }
+}
+
+impl CommandLog {
+    /// A log that keeps the last `capacity` requests (at least one).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        CommandLog { capacity, entries: Mutex::new(VecDeque::with_capacity(capacity.min(1024))) }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, VecDeque<AdminCommand>> {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Remembers a handled request, forgetting the oldest one when full.
+    pub fn record(&self, command: AdminCommand) {
+        let mut entries = self.entries();
+        while entries.len() >= self.capacity {
+            entries.pop_front();
+        }
+        entries.push_back(command);
+    }
+
+    /// How many requests it holds.
+    pub fn len(&self) -> usize {
+        self.entries().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `ReadCommands`: the most recent `limit` requests of the transaction, oldest first.
+    pub fn read(&self, request: ReadCommands) -> Result<CommandsRead, Rejection> {
+        if !(1..=MAX_COMMANDS).contains(&request.limit) {
+            return Err(Rejection::new(RejectionKind::Invalid, format!("limit must be from 1 to {MAX_COMMANDS}")));
+        }
+        let mut commands: Vec<AdminCommand> = self
+            .entries()
+            .iter()
+            .rev()
+            .filter(|command| command.correlation_id == request.correlation_id)
+            .take(request.limit as usize)
+            .cloned()
+            .collect();
+        commands.sort_by_key(|command| command.started_at);
+        Ok(CommandsRead { commands })
+    }
+}
+
+/// A reply as a command's outcome: `ok`, or the rejection's kind as it is written on the
+/// wire (`not_found`, `conflict`, …).
+pub fn command_outcome(reply: &Reply) -> String {
+    match reply {
+        Ok(_) => "ok".to_owned(),
+        Err(rejection) => match serde_json::to_value(rejection.kind) {
+            Ok(serde_json::Value::String(kind)) => kind,
+            _ => rejection.kind.to_string(),
+        },
+    }
 }

@@ -4,9 +4,10 @@
 //! on the bus through an [`OperationRouter`], starts its consumers and live views, and
 //! returns a [`RunningService`] that stops them all.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use contracts::admin;
@@ -18,6 +19,8 @@ use eventshop_core::consumer::{ConsumerHandle, ConsumerStorage};
 use eventshop_core::settings::Settings;
 use eventshop_core::{CommandError, EventStore, StoreError};
 use futures::future::BoxFuture;
+
+use crate::admin::{CommandLog, command_outcome};
 
 /// Everything a service instance needs: its own store, the bus, its consumers' storage
 /// and the live settings. Which backends these are, it does not know.
@@ -32,9 +35,16 @@ pub struct ServiceContext {
 type BoxedHandler = Box<dyn Fn(Request) -> BoxFuture<'static, Reply> + Send + Sync>;
 
 /// A service's operations by name, each decoded to its typed request.
+///
+/// It remembers the requests of the service's own operations (not the admin ones, not
+/// `CheckHealth`) that it handled recently, in a bounded in-memory [`CommandLog`] of this
+/// instance, which `ReadCommands` answers from: the commands of a transaction trace.
 #[derive(Default)]
 pub struct OperationRouter {
     handlers: HashMap<&'static str, BoxedHandler>,
+    /// The operations whose requests go into `commands`: those added with `route`.
+    recorded: HashSet<&'static str>,
+    commands: Arc<CommandLog>,
 }
 
 impl std::fmt::Debug for OperationRouter {
@@ -65,6 +75,7 @@ impl OperationRouter {
             })
         });
         self.handlers.insert(O::NAME, boxed);
+        self.recorded.insert(O::NAME);
         self
     }
 
@@ -92,6 +103,11 @@ impl OperationRouter {
                     reply_body(&crate::admin::read_events(&request.service, &store, request_body(&request)?).await?)
                 }
             });
+        let commands = self.commands.clone();
+        self = self.admin_route(admin::READ_COMMANDS, move |request: Request| {
+            let commands = commands.clone();
+            async move { reply_body(&commands.read(request_body(&request)?)?) }
+        });
         let projections = store.clone();
         self = self.admin_route(admin::LIST_PROJECTIONS, move |request: Request| {
             let store = projections.clone();
@@ -173,13 +189,32 @@ impl OperationRouter {
 #[async_trait]
 impl RequestHandler for OperationRouter {
     async fn handle(&self, request: Request) -> Reply {
-        match self.handlers.get(request.operation.as_str()) {
-            Some(handler) => handler(request).await,
-            None => Err(Rejection::new(
+        let Some(handler) = self.handlers.get(request.operation.as_str()) else {
+            return Err(Rejection::new(
                 RejectionKind::NotFound,
                 format!("{} has no operation {}", request.service, request.operation),
-            )),
+            ));
+        };
+        if !self.recorded.contains(request.operation.as_str()) {
+            return handler(request).await;
         }
+        let (operation, service, context) =
+            (request.operation.clone(), request.service.clone(), request.context.clone());
+        let started_at = chrono::Utc::now();
+        let clock = Instant::now();
+        let reply = handler(request).await;
+        self.commands.record(admin::AdminCommand {
+            operation,
+            service,
+            message_id: context.message_id,
+            causation_id: context.causation_id,
+            correlation_id: context.correlation_id,
+            acting_user: context.acting_user,
+            started_at,
+            duration_micros: u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX),
+            outcome: command_outcome(&reply),
+        });
+        reply
     }
 }
 

@@ -243,3 +243,99 @@ where
     }
     panic!("timed out");
 }
+
+/// A command of the test service: refused when it has no text.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Jot {
+    text: String,
+}
+
+impl eventshop_core::bus::Operation for Jot {
+    const SERVICE: &'static str = SERVICE;
+    const NAME: &'static str = "Jot";
+    type Reply = Value;
+}
+
+#[tokio::test]
+async fn handled_commands_are_read_by_transaction_without_admin_or_health_requests() {
+    let bus = Arc::new(InProcessBus::new());
+    let store = Arc::new(InMemoryEventStore::new());
+    let settings: Arc<dyn Settings> = Arc::new(LocalSettings::new([]));
+    let context = ServiceContext { store: store.clone(), bus: bus.clone(), consumers: store.clone(), settings };
+    let router = OperationRouter::new()
+        .route(|jot: Jot, _context: MessageContext| async move {
+            if jot.text.is_empty() {
+                Err(eventshop_core::bus::Rejection::new(RejectionKind::Invalid, "a jot needs text"))
+            } else {
+                Ok(json!({"jotted": jot.text}))
+            }
+        })
+        .with_admin(&context);
+    let running = RunningService::new().serving(router, &*bus, SERVICE, "notes").await.expect("serves");
+    let send = |operation: &str, context: MessageContext, body: Value| {
+        let request =
+            Request { service: SERVICE.into(), operation: operation.into(), context, body: Payload::from_value(&body) };
+        let bus = bus.clone();
+        async move { bus.request(request, Duration::from_secs(5)).await.expect("the bus delivers") }
+    };
+
+    let user = Uuid::now_v7();
+    let transaction = MessageContext::new_transaction(Some(user));
+    assert!(send("Jot", transaction.clone(), json!({"text": "milk"})).await.is_ok());
+    let refused = transaction.child();
+    assert!(send("Jot", refused.clone(), json!({"text": ""})).await.is_err());
+    // Admin and health requests of the same transaction are not commands of it.
+    let health = transaction.child();
+    assert!(send(eventshop_core::bus::CHECK_HEALTH, health, json!({})).await.is_ok());
+    let read = json!({"correlation_id": transaction.correlation_id, "limit": 10});
+    send(admin::READ_EVENTS, transaction.child(), json!({"limit": 10})).await.expect("events read");
+    // Another transaction's command is not in this one's.
+    send("Jot", MessageContext::new_transaction(None), json!({"text": "eggs"})).await.expect("jotted");
+
+    let reply = send(admin::READ_COMMANDS, transaction.child(), read).await.expect("commands read");
+    let commands: admin::CommandsRead = serde_json::from_str(reply.as_str()).unwrap();
+    let seen: Vec<(&str, &str)> =
+        commands.commands.iter().map(|command| (command.operation.as_str(), command.outcome.as_str())).collect();
+    assert_eq!(seen, [("Jot", "ok"), ("Jot", "invalid")]);
+    let (ok, rejected) = (&commands.commands[0], &commands.commands[1]);
+    assert_eq!((ok.message_id, ok.causation_id), (transaction.message_id, transaction.causation_id));
+    assert_eq!((ok.service.as_str(), ok.acting_user), (SERVICE, Some(user)));
+    assert_eq!((rejected.message_id, rejected.causation_id), (refused.message_id, transaction.message_id));
+    assert!(ok.started_at <= rejected.started_at);
+    let raw: Value = serde_json::from_str(reply.as_str()).unwrap();
+    assert!(!raw.to_string().contains("milk"), "no request body is kept: {raw}");
+
+    let limited = json!({"correlation_id": transaction.correlation_id, "limit": 1});
+    let reply = send(admin::READ_COMMANDS, transaction.child(), limited).await.expect("commands read");
+    let latest: admin::CommandsRead = serde_json::from_str(reply.as_str()).unwrap();
+    assert_eq!(latest.commands.iter().collect::<Vec<_>>(), [rejected], "the limit keeps the most recent");
+    let bad = json!({"correlation_id": transaction.correlation_id, "limit": 0});
+    let refusal = send(admin::READ_COMMANDS, transaction.child(), bad).await.unwrap_err();
+    assert_eq!(refusal.kind, RejectionKind::Invalid);
+    running.stop().await;
+}
+
+#[test]
+fn the_command_log_keeps_only_the_most_recent() {
+    let log = runtime::admin::CommandLog::new(3);
+    let transaction = Uuid::now_v7();
+    for index in 0..5 {
+        log.record(admin::AdminCommand {
+            operation: format!("Jot{index}"),
+            service: SERVICE.into(),
+            message_id: Uuid::now_v7(),
+            causation_id: transaction,
+            correlation_id: transaction,
+            acting_user: None,
+            started_at: chrono::Utc::now(),
+            duration_micros: 1,
+            outcome: "ok".into(),
+        });
+    }
+    assert_eq!(log.len(), 3);
+    let read = log.read(admin::ReadCommands { correlation_id: transaction, limit: 10 }).unwrap();
+    let operations: Vec<&str> = read.commands.iter().map(|command| command.operation.as_str()).collect();
+    assert_eq!(operations, ["Jot2", "Jot3", "Jot4"]);
+    assert_eq!(runtime::admin::CommandLog::default().len(), 0);
+    assert_eq!(runtime::admin::COMMAND_LOG_CAPACITY, 10_000);
+}

@@ -197,11 +197,26 @@ async function transactionView(id) {
     return;
   }
   const trace = await api('GET', `/api/admin/traces/${encodeURIComponent(id)}`);
+  // Commands (requests a service handled) sit in the lanes beside events, outlined rather
+  // than filled, "→ Operation"; a rejected one is drawn red with its outcome.
+  const isCommand = (item) => item.kind === 'command';
+  const at = (item) => (isCommand(item) ? item.started_at : item.recorded_at);
+  // Styled through the CSSOM: the content security policy refuses style attributes.
+  const commandStyle = (item) => (item.failed
+    ? { background: 'transparent', border: '2px dashed #dc2626', color: '#b91c1c', fontWeight: '600' }
+    : { background: 'transparent', border: '2px dashed #6366f1', color: '#3730a3' });
   const lanes = trace.services.map((service) => {
     const steps = trace.items.map((step, index) => ({ step, index })).filter(({ step }) => step.service === service);
     const list = el('ol', {}, ...steps.map(({ step, index }) => {
-      const item = el('li', { class: `step ${step.kind}`, 'data-type': step.type, 'data-kind': step.kind, title: `${step.type} at ${when(step.recorded_at)} (${step.stream_id})` },
-        step.kind === 'step' ? '' : el('span', { class: 'sr-only' }, `${step.kind}: `), `${index + 1}. ${step.type}`, el('span', { class: 'time' }, new Date(step.recorded_at).toLocaleTimeString()));
+      const item = isCommand(step)
+        ? el('li', { class: `step command${step.failed ? ' rejected' : ''}`, 'data-type': step.type, 'data-kind': 'command', 'data-outcome': step.outcome,
+          title: `command ${step.type} at ${when(step.started_at)}: ${step.outcome} in ${step.duration_ms.toFixed(1)} ms` },
+          el('span', { class: 'sr-only' }, step.failed ? `rejected command (${step.outcome}): ` : 'command: '), `${index + 1}. → ${step.type}`,
+          step.failed ? el('span', { class: 'badge failure' }, step.outcome.replace('_', ' ')) : '',
+          el('span', { class: 'time' }, new Date(step.started_at).toLocaleTimeString()))
+        : el('li', { class: `step ${step.kind}`, 'data-type': step.type, 'data-kind': step.kind, title: `${step.type} at ${when(step.recorded_at)} (${step.stream_id})` },
+          step.kind === 'step' ? '' : el('span', { class: 'sr-only' }, `${step.kind}: `), `${index + 1}. ${step.type}`, el('span', { class: 'time' }, new Date(step.recorded_at).toLocaleTimeString()));
+      if (isCommand(step)) Object.assign(item.style, commandStyle(step));
       // Columns are the causal order: a step sits right of everything before it.
       item.style.gridColumn = String(index + 1);
       item.style.gridRow = '1';
@@ -210,14 +225,19 @@ async function transactionView(id) {
     list.style.gridTemplateColumns = `repeat(${trace.items.length}, minmax(4.5rem, 1fr))`;
     return el('li', { class: 'lane', 'data-service': service }, el('h3', {}, service), list);
   });
+  const commands = trace.items.filter(isCommand).length;
   show('Transaction', form,
     el('p', {}, el('code', {}, trace.correlation_id), ' ', trace.failed ? el('span', { class: 'badge failure', id: 'failed' }, 'failed') : el('span', { class: 'badge confirmed' }, 'no failure'), ' ',
       trace.compensated ? el('span', { class: 'badge compensation', id: 'compensated' }, 'compensated') : '',
-      el('span', { class: 'muted' }, ` ${trace.items.length} events across ${trace.services.length} services`)),
+      el('span', { class: 'muted' }, ` ${trace.items.length - commands} events and ${commands} commands across ${trace.services.length} services`)),
     el('ol', { class: 'timeline', id: 'timeline', 'aria-label': 'Timeline by service' }, ...lanes),
+    el('p', { class: 'muted' }, 'Outlined “→” boxes are commands the services handled. They are kept in memory by each service instance, the most recent only: an older transaction shows its events alone.'),
     el('h2', {}, 'In causal order'),
-    table('Steps in causal order', [{ label: '#', number: true }, 'Service', 'Event', 'Kind', 'Stream', 'Recorded'],
-      trace.items.map((step, index) => el('tr', { class: step.kind }, cell(index + 1, true), cell(step.service), cell(step.type), cell(badge(step.kind)), cell(el('code', {}, step.stream_id)), cell(when(step.recorded_at))))));
+    table('Steps in causal order', [{ label: '#', number: true }, 'Service', 'Event or command', 'Kind', 'Stream or outcome', 'At'],
+      trace.items.map((step, index) => el('tr', { class: isCommand(step) ? `command${step.failed ? ' rejected' : ''}` : step.kind },
+        cell(index + 1, true), cell(step.service), cell(isCommand(step) ? `→ ${step.type}` : step.type),
+        cell(badge(isCommand(step) ? (step.failed ? 'failure' : 'command') : step.kind)),
+        cell(isCommand(step) ? `${step.outcome} · ${step.duration_ms.toFixed(1)} ms` : el('code', {}, step.stream_id)), cell(when(at(step)))))));
 }
 
 async function projectionsView(_param, live) {

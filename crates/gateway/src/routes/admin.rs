@@ -22,8 +22,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use contracts::admin::{
-    self as operations, AdminEvent, ConsumerStatus, DeadLetterAction, DeadLetterOutcome, DeadLetterSummary, EventsRead,
-    ListDeadLetters, ProjectionState, ProjectionStatus, ReadEvents, RebuildProjection,
+    self as operations, AdminCommand, AdminEvent, CommandsRead, ConsumerStatus, DeadLetterAction, DeadLetterOutcome,
+    DeadLetterSummary, EventsRead, ListDeadLetters, ProjectionState, ProjectionStatus, ReadCommands, ReadEvents,
+    RebuildProjection,
 };
 use contracts::orders::{ListOrders, Order, OrderStatus};
 use contracts::values::PageRequest;
@@ -417,36 +418,140 @@ pub struct TraceStep {
     pub event: AdminEventBody,
 }
 
-/// Every event of one business transaction, across services, in causal order.
+/// What marks a command in a trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandKind {
+    /// A request (command or query) a service handled.
+    Command,
+}
+
+/// One request of a transaction that a service handled (a command such as `PlaceOrder`,
+/// or a query). Commands are kept in memory by the instance that handled them, the most
+/// recent only: an older transaction, or one whose service restarted since, shows its
+/// events alone.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TraceCommand {
+    /// Always `command`.
+    pub kind: CommandKind,
+    /// The operation, e.g. `PlaceOrder`.
+    #[serde(rename = "type")]
+    pub operation: String,
+    /// The service that handled it.
+    pub service: String,
+    /// The request's id: the `causation_id` of the events it caused.
+    pub message_id: Uuid,
+    /// The id of what caused it: an event, another request, or the HTTP request.
+    pub causation_id: Uuid,
+    pub correlation_id: Uuid,
+    pub acting_user: Option<Uuid>,
+    /// When its service began handling it.
+    pub started_at: DateTime<Utc>,
+    /// How long its service took to answer, in milliseconds.
+    pub duration_ms: f64,
+    /// `ok`, or the kind of rejection (`invalid`, `not_found`, `conflict`, …).
+    pub outcome: String,
+    /// Whether it was rejected: a failed step.
+    pub failed: bool,
+}
+
+impl From<AdminCommand> for TraceCommand {
+    fn from(command: AdminCommand) -> Self {
+        TraceCommand {
+            kind: CommandKind::Command,
+            failed: command.outcome != "ok",
+            operation: command.operation,
+            service: command.service,
+            message_id: command.message_id,
+            causation_id: command.causation_id,
+            correlation_id: command.correlation_id,
+            acting_user: command.acting_user,
+            started_at: command.started_at,
+            duration_ms: command.duration_micros as f64 / 1000.0,
+            outcome: command.outcome,
+        }
+    }
+}
+
+/// An entry of a trace: a command a service handled, or an event it recorded.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum TraceItem {
+    Command(TraceCommand),
+    Event(TraceStep),
+}
+
+impl TraceItem {
+    fn service(&self) -> &str {
+        match self {
+            TraceItem::Command(command) => &command.service,
+            TraceItem::Event(step) => &step.event.service,
+        }
+    }
+}
+
+/// Every event and recent command of one business transaction, across services, in
+/// causal order.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Trace {
     pub correlation_id: Uuid,
     /// The services it went through, in the order they first took part.
     pub services: Vec<String>,
+    /// Whether a step failed: a failure event, or a rejected command.
     pub failed: bool,
     pub compensated: bool,
-    pub items: Vec<TraceStep>,
+    pub items: Vec<TraceItem>,
 }
 
-/// Orders events by time, but never an event before the event that caused it (clocks of
-/// different machines may disagree by a little).
-fn causal_order(mut events: Vec<AdminEvent>) -> Vec<AdminEvent> {
-    events.sort_by(|left, right| {
-        (left.recorded_at, &left.service, left.position).cmp(&(right.recorded_at, &right.service, right.position))
-    });
-    let ids: HashSet<Uuid> = events.iter().map(|event| event.event_id).collect();
+/// An event or a command as the causal order sees it.
+enum Traced {
+    Event(AdminEvent),
+    Command(AdminCommand),
+}
+
+impl Traced {
+    /// Its own id: what the things it caused name as their `causation_id`.
+    fn id(&self) -> Uuid {
+        match self {
+            Traced::Event(event) => event.event_id,
+            Traced::Command(command) => command.message_id,
+        }
+    }
+
+    fn cause(&self) -> Uuid {
+        match self {
+            Traced::Event(event) => event.causation_id,
+            Traced::Command(command) => command.causation_id,
+        }
+    }
+
+    /// Time first, then service; a command before an event of the same instant, since
+    /// it starts before what it causes is recorded.
+    fn sort_key(&self) -> (DateTime<Utc>, &str, u8, u64) {
+        match self {
+            Traced::Command(command) => (command.started_at, &command.service, 0, 0),
+            Traced::Event(event) => (event.recorded_at, &event.service, 1, event.position),
+        }
+    }
+}
+
+/// Orders events and commands by time, but never one before what caused it (clocks of
+/// different machines may disagree by a little). Causation is exact: an event a command
+/// caused has the command's message id as its `causation_id` (`MessageContext::event_metadata`),
+/// and a command sent in reaction to an event has the event's id as its own.
+fn causal_order(mut items: Vec<Traced>) -> Vec<Traced> {
+    items.sort_by(|left, right| left.sort_key().cmp(&right.sort_key()));
+    let ids: HashSet<Uuid> = items.iter().map(Traced::id).collect();
     let mut emitted: HashSet<Uuid> = HashSet::new();
-    let mut ordered = Vec::with_capacity(events.len());
-    let mut waiting = events;
+    let mut ordered = Vec::with_capacity(items.len());
+    let mut waiting = items;
     while !waiting.is_empty() {
-        let ready = waiting.iter().position(|event| {
-            event.causation_id == event.event_id
-                || !ids.contains(&event.causation_id)
-                || emitted.contains(&event.causation_id)
+        let ready = waiting.iter().position(|item| {
+            item.cause() == item.id() || !ids.contains(&item.cause()) || emitted.contains(&item.cause())
         });
         // A cycle cannot happen with real causation ids; if data says otherwise, keep time order.
         let next = waiting.remove(ready.unwrap_or(0));
-        emitted.insert(next.event_id);
+        emitted.insert(next.id());
         ordered.push(next);
     }
     ordered
@@ -460,9 +565,9 @@ fn causal_order(mut events: Vec<AdminEvent>) -> Vec<AdminEvent> {
     security(("bearer" = [])),
     params(("correlation_id" = Uuid, Path, description = "The transaction: for an order, the correlation id of the request that placed it (its `X-Correlation-Id`)")),
     responses(
-        (status = 200, description = "Its events in causal order, failures and compensations marked", body = Trace),
+        (status = 200, description = "Its events and the commands the services still remember, in causal order, failures and compensations marked", body = Trace),
         (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No event has this correlation id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No event or remembered command has this correlation id", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The correlation id is not a UUID", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -495,33 +600,48 @@ pub(crate) async fn trace(
             Ok::<_, ApiError>(events)
         }
     });
+    let commands = ReadCommands { correlation_id, limit: operations::MAX_COMMANDS };
+    let (reads, command_reads) = futures::future::join(
+        futures::future::join_all(reads),
+        ask_all::<CommandsRead>(&state, &context, &admin, operations::READ_COMMANDS, &commands),
+    )
+    .await;
     let mut events = Vec::new();
-    for (service, read) in names.iter().zip(futures::future::join_all(reads).await) {
+    for (service, read) in names.iter().zip(reads) {
         match read {
             Ok(found) => events.extend(found),
             Err(error) => tracing::warn!(%service, %error, "a service did not answer ReadEvents"),
         }
     }
-    if events.is_empty() {
-        return Err(ApiError::NotFound(format!("no event has the correlation id {correlation_id}")));
-    }
     events.truncate(TRACE_LIMIT);
-    let ordered = causal_order(events);
+    let mut traced: Vec<Traced> = events.into_iter().map(Traced::Event).collect();
+    let commands = command_reads?.into_iter().flat_map(|(_, read)| read.commands);
+    traced.extend(commands.take(TRACE_LIMIT).map(Traced::Command));
+    if traced.is_empty() {
+        return Err(ApiError::NotFound(format!("no event or command has the correlation id {correlation_id}")));
+    }
+    let items: Vec<TraceItem> = causal_order(traced)
+        .into_iter()
+        .map(|item| match item {
+            Traced::Event(event) => {
+                TraceItem::Event(TraceStep { kind: step_kind(&event.event_type), event: event.into() })
+            }
+            Traced::Command(command) => TraceItem::Command(command.into()),
+        })
+        .collect();
     let mut services: Vec<String> = Vec::new();
-    for event in &ordered {
-        if !services.contains(&event.service) {
-            services.push(event.service.clone());
+    for item in &items {
+        if !services.iter().any(|service| service == item.service()) {
+            services.push(item.service().to_owned());
         }
     }
-    let items: Vec<TraceStep> = ordered
-        .into_iter()
-        .map(|event| TraceStep { kind: step_kind(&event.event_type), event: event.into() })
-        .collect();
+    let is = |kind: StepKind| items.iter().any(|item| matches!(item, TraceItem::Event(step) if step.kind == kind));
+    let rejected = items.iter().any(|item| matches!(item, TraceItem::Command(command) if command.failed));
     Ok(Json(Trace {
         correlation_id,
         services,
-        failed: items.iter().any(|step| step.kind == StepKind::Failure),
-        compensated: items.iter().any(|step| step.kind == StepKind::Compensation),
+        failed: is(StepKind::Failure) || rejected,
+        compensated: is(StepKind::Compensation),
         items,
     }))
 }
@@ -1146,8 +1266,44 @@ mod tests {
     fn an_event_never_precedes_its_cause_even_when_clocks_disagree() {
         // b's clock is behind: its reaction to a is stamped earlier than a.
         let events = vec![event(3, 2, 5, "c"), event(2, 1, 1, "b"), event(1, 99, 2, "a")];
-        let order: Vec<u128> = causal_order(events).iter().map(|event| event.event_id.as_u128()).collect();
+        let order: Vec<u128> = causal_order(events.into_iter().map(Traced::Event).collect())
+            .iter()
+            .map(|item| item.id().as_u128())
+            .collect();
         assert_eq!(order, [1, 2, 3]);
+    }
+
+    fn command(id: u128, cause: u128, second: u32, service: &str) -> AdminCommand {
+        AdminCommand {
+            operation: "Jot".into(),
+            service: service.into(),
+            message_id: Uuid::from_u128(id),
+            causation_id: Uuid::from_u128(cause),
+            correlation_id: Uuid::from_u128(1),
+            acting_user: None,
+            started_at: DateTime::from_timestamp(i64::from(second), 0).unwrap_or_default(),
+            duration_micros: 1500,
+            outcome: "ok".into(),
+        }
+    }
+
+    #[test]
+    fn a_command_comes_before_the_events_it_caused_and_after_its_own_cause() {
+        // The command's service clock is ahead of the event store's that recorded its event;
+        // a reaction to that event sends another command.
+        let items = vec![
+            Traced::Event(event(20, 10, 1, "orders")),
+            Traced::Command(command(10, 1, 3, "orders")),
+            Traced::Command(command(30, 20, 0, "shipping")),
+            Traced::Event(event(40, 30, 2, "shipping")),
+        ];
+        let order: Vec<u128> = causal_order(items).iter().map(|item| item.id().as_u128()).collect();
+        assert_eq!(order, [10, 20, 30, 40]);
+        let rejected = TraceCommand::from(AdminCommand { outcome: "conflict".into(), ..command(5, 1, 0, "orders") });
+        assert!(rejected.failed);
+        assert_eq!(rejected.duration_ms, 1.5);
+        let json = serde_json::to_value(TraceItem::Command(rejected)).unwrap();
+        assert_eq!((json["kind"].as_str(), json["type"].as_str()), (Some("command"), Some("Jot")));
     }
 
     #[test]
