@@ -144,12 +144,29 @@ impl Catalog {
         self.answer(&loaded.state, None).await
     }
 
+    /// The products the catalog knows among `product_ids`; unknown ids are left out. As for
+    /// one product, an id the listing has not seen yet is read from its stream, so that a
+    /// product another instance has just created can be ordered at once.
     pub async fn get_products(
         self: Arc<Self>,
         request: GetProducts,
         _context: MessageContext,
     ) -> Result<Vec<ProductReply>, Rejection> {
-        Ok(self.listing.read(|listing| listing.get_many(&request.product_ids)))
+        let mut products = self.listing.read(|listing| listing.get_many(&request.product_ids));
+        let missing: Vec<Uuid> = request
+            .product_ids
+            .iter()
+            .filter(|id| !products.iter().any(|product| product.id == **id))
+            .copied()
+            .collect();
+        for product_id in missing {
+            let loaded =
+                self.products.load(product_id).await.map_err(|error| command_rejection(error, domain_rejection))?;
+            if loaded.state.details.is_some() {
+                products.push(self.answer(&loaded.state, None).await?);
+            }
+        }
+        Ok(products)
     }
 
     pub async fn list_products(
