@@ -427,6 +427,34 @@ impl Default for PageRequest {
     }
 }
 
+/// Why a list request was refused: the same two faults for every list of every service.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListError {
+    #[error("limit must be between 1 and {}", PageRequest::MAX_LIMIT)]
+    Limit,
+    #[error("the cursor is not one this list gave")]
+    Cursor,
+}
+
+impl ListError {
+    /// The request field at fault.
+    pub fn field(&self) -> &'static str {
+        match self {
+            ListError::Limit => "limit",
+            ListError::Cursor => "cursor",
+        }
+    }
+}
+
+/// An invalid request, naming the field at fault.
+impl From<ListError> for eventshop_core::bus::Rejection {
+    fn from(error: ListError) -> Self {
+        let message = error.to_string();
+        eventshop_core::bus::Rejection::new(eventshop_core::bus::RejectionKind::Invalid, message.clone())
+            .with_details(serde_json::json!({ "errors": [{ "field": error.field(), "message": message }] }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

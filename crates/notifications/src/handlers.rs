@@ -10,10 +10,9 @@ use contracts::values::Page;
 use eventshop_core::bus::{MessageContext, Rejection, RejectionKind};
 use eventshop_core::{CommandHandler, EventCodec, EventStore};
 use runtime::{LiveView, command_rejection, internal};
-use serde_json::json;
 
 use crate::domain::{Notification, NotificationCommand, NotificationError};
-use crate::view::{ListError, NotificationReplyBuilder, NotificationsView};
+use crate::view::{NotificationReplyBuilder, NotificationsView};
 
 /// Answers the notifications operations against the service's store and view.
 #[derive(Debug)]
@@ -41,7 +40,7 @@ impl NotificationHandlers {
         request: ListNotifications,
         _context: MessageContext,
     ) -> Result<Page<NotificationReply>, Rejection> {
-        self.view.read(|view| view.list(&request)).map_err(list_rejection)
+        self.view.read(|view| view.list(&request)).map_err(Rejection::from)
     }
 
     /// Marks the user's notification read and answers it; read again, it answers the
@@ -67,12 +66,6 @@ impl NotificationHandlers {
             .map_err(internal)?
             .ok_or_else(|| notification_rejection(NotificationError::NotFound))
     }
-}
-
-fn list_rejection(error: ListError) -> Rejection {
-    let message = error.to_string();
-    Rejection::new(RejectionKind::Invalid, message.clone())
-        .with_details(json!({ "errors": [{ "field": error.field(), "message": message }] }))
 }
 
 /// How a refused notification command is answered.

@@ -86,24 +86,7 @@ impl NotificationReplyBuilder {
     }
 }
 
-/// Why a ListNotifications request was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ListError {
-    #[error("limit must be between 1 and {}", PageRequest::MAX_LIMIT)]
-    Limit,
-    #[error("the cursor is not one this list gave")]
-    Cursor,
-}
-
-impl ListError {
-    /// The request field at fault.
-    pub fn field(&self) -> &'static str {
-        match self {
-            ListError::Limit => "limit",
-            ListError::Cursor => "cursor",
-        }
-    }
-}
+pub use contracts::values::ListError;
 
 /// A user as notifications knows them, from identity's events.
 #[derive(Debug, Clone, PartialEq, Eq)]

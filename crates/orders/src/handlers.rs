@@ -23,7 +23,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::domain::{MAX_LINES, Order, OrderCommand, OrderError};
-use crate::views::{ListError, OrderReplyBuilder, OrdersView};
+use crate::views::{OrderReplyBuilder, OrdersView};
 
 /// How long placing an order waits for the catalog's prices.
 pub const CATALOG_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,7 +94,7 @@ impl Orders {
         request: ListOrders,
         _context: MessageContext,
     ) -> Result<Page<OrderReply>, Rejection> {
-        self.view.read(|view| view.list(&request)).map_err(list_rejection)
+        self.view.read(|view| view.list(&request)).map_err(Rejection::from)
     }
 
     /// Cancels before dispatch; the compensations follow in the services that react.
@@ -275,8 +275,4 @@ pub fn domain_rejection(error: OrderError) -> Rejection {
         | OrderError::NotConfirmed { .. }
         | OrderError::ShippedOtherwise { .. } => Rejection::new(RejectionKind::Conflict, error.to_string()),
     }
-}
-
-fn list_rejection(error: ListError) -> Rejection {
-    invalid_field(error.field(), &error.to_string())
 }

@@ -71,24 +71,7 @@ impl OrderReplyBuilder {
     }
 }
 
-/// Why a ListOrders request was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ListError {
-    #[error("limit must be between 1 and {}", PageRequest::MAX_LIMIT)]
-    Limit,
-    #[error("the cursor is not one this list gave")]
-    Cursor,
-}
-
-impl ListError {
-    /// The request field at fault.
-    pub fn field(&self) -> &'static str {
-        match self {
-            ListError::Limit => "limit",
-            ListError::Cursor => "cursor",
-        }
-    }
-}
+pub use contracts::values::ListError;
 
 /// An order still waiting for stock and payment, and what its rejection is caused by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,13 +16,12 @@ use eventshop_core::{
     Aggregate, CommandHandler, EventCodec, EventStore, ExpectedVersion, Metadata, Position, StreamAppend,
 };
 use runtime::{LiveView, command_rejection, forwarded, internal};
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::domain::{
     PostedReview, ProductRating, RatingCommand, Remover, ReviewCommand, ReviewError, ReviewSlot, slot_id,
 };
-use crate::view::{ListError, ReviewLocation, ReviewsView};
+use crate::view::{ReviewLocation, ReviewsView};
 
 /// How long reviews waits for the catalog: well inside the gateway's own deadline.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,7 +93,7 @@ impl Reviews {
         let (listed, known) = self
             .view
             .read(|view| (view.list(request.product_id, &request.page), view.knows_product(request.product_id)));
-        let listed = listed.map_err(list_rejection)?;
+        let listed = listed.map_err(Rejection::from)?;
         if !known && request.page.cursor.is_none() {
             self.check_product(request.product_id, &context).await?;
         }
@@ -233,12 +232,6 @@ fn rating_change(event: &ReviewsEvent) -> Option<RatingCommand> {
         ReviewsEvent::ReviewRemoved { product_id, rating, .. } => Some(RatingCommand::Subtract { product_id, rating }),
         ReviewsEvent::ProductRatingChanged { .. } => None,
     }
-}
-
-fn list_rejection(error: ListError) -> Rejection {
-    let message = error.to_string();
-    Rejection::new(RejectionKind::Invalid, message.clone())
-        .with_details(json!({ "errors": [{ "field": error.field(), "message": message }] }))
 }
 
 /// How a refused review command is answered.

@@ -18,24 +18,7 @@ use uuid::Uuid;
 use crate::domain::{ProductRating, ReviewSlot};
 use crate::purchases::{self, PurchaseEvent};
 
-/// Why a ListReviews request was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ListError {
-    #[error("limit must be between 1 and {}", PageRequest::MAX_LIMIT)]
-    Limit,
-    #[error("the cursor is not one this list gave")]
-    Cursor,
-}
-
-impl ListError {
-    /// The request field at fault.
-    pub fn field(&self) -> &'static str {
-        match self {
-            ListError::Limit => "limit",
-            ListError::Cursor => "cursor",
-        }
-    }
-}
+pub use contracts::values::ListError;
 
 /// A review as the view keeps it.
 #[derive(Debug, Clone)]
